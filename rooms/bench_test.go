@@ -1,0 +1,144 @@
+package rooms
+
+import (
+	"context"
+	"fmt"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/plexus-chat/plexus/rooms/internal/pdu"
+)
+
+// benchRoom makes a room with Alice joined and a public join rule.
+func benchRoom(b *testing.B, s *testServer, version string) RoomID {
+	b.Helper()
+	alice := UserID("@alice:" + string(s.name))
+	c, err := s.svc.Create(context.Background(), version, alice, mustContent(b, nil))
+	if err != nil {
+		b.Fatal(err)
+	}
+	room := c.Event.RoomID()
+	s.send(b, room, alice, pdu.TypeMember, str(string(alice)), map[string]any{"membership": "join"})
+	s.send(b, room, alice, pdu.TypeJoinRules, str(""), map[string]any{"join_rule": "public"})
+	return room
+}
+
+// BenchmarkAppendLocal measures local events appended per second, with
+// many concurrent senders so the worker can batch (as a busy server would).
+func BenchmarkAppendLocal(b *testing.B) {
+	for _, rooms := range []int{1, 100} {
+		b.Run(fmt.Sprintf("rooms=%d", rooms), func(b *testing.B) {
+			net := newTestNet()
+			s := net.server(b, "bench")
+			ids := make([]RoomID, rooms)
+			for i := range ids {
+				ids[i] = benchRoom(b, s, DefaultVersion)
+			}
+			alice := UserID("@alice:bench")
+			content := mustContent(b, map[string]any{"body": "hello world", "msgtype": "m.text"})
+			var n atomic.Int64
+			b.SetParallelism(64)
+			b.ResetTimer()
+			start := time.Now()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					i := n.Add(1)
+					room := ids[int(i)%len(ids)]
+					if _, err := s.svc.Append(context.Background(), room, LocalEvent{Type: "m.room.message", Sender: alice, Content: content}); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+			b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "events/s")
+		})
+	}
+}
+
+// BenchmarkAdmitRemote measures remote events admitted per second (parse,
+// signature verification, hash, auth against auth events and state,
+// persist), delivered in federation-sized transactions of 50 PDUs.
+func BenchmarkAdmitRemote(b *testing.B) {
+	net := newTestNet()
+	origin := net.server(b, "origin")
+	room := benchRoom(b, origin, DefaultVersion)
+	alice := UserID("@alice:origin")
+	ctx := context.Background()
+	const total = 20000
+	setup, err := origin.store.EventsSince(ctx, 0, 100)
+	if err != nil {
+		b.Fatal(err)
+	}
+	pdus := make([][]byte, 0, total)
+	for i := 0; len(pdus) < total; i++ {
+		st := origin.send(b, room, alice, "m.room.message", nil, map[string]any{"body": fmt.Sprintf("message %d", i), "msgtype": "m.text"})
+		pdus = append(pdus, st.Event.JSON())
+	}
+	var round int
+	b.ResetTimer()
+	for done := 0; done < b.N; {
+		b.StopTimer()
+		recv := net.server(b, fmt.Sprintf("recv%d", round))
+		round++
+		if _, err := recv.svc.Begin(ctx, setup[0].JSON); err != nil {
+			b.Fatal(err)
+		}
+		for _, r := range setup[1:] {
+			if _, err := recv.svc.Admit(ctx, room, r.JSON); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.StartTimer()
+		for i := 0; i < len(pdus) && done < b.N; i += 50 {
+			end := min(i+50, len(pdus), i+b.N-done)
+			rs, err := recv.svc.AdmitMany(ctx, room, pdus[i:end])
+			if err != nil {
+				b.Fatal(err)
+			}
+			for _, r := range rs {
+				if r.Err != nil || r.Rejected != "" || r.SoftFailed {
+					b.Fatalf("event not accepted: %+v", r)
+				}
+			}
+			done += end - i
+		}
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
+}
+
+// BenchmarkIdleRoomMemory reports the heap held per room whose worker is
+// loaded but idle (a room with a handful of members and messages).
+func BenchmarkIdleRoomMemory(b *testing.B) {
+	for i := 0; i < b.N; i++ {
+		net := newTestNet()
+		s := net.server(b, "mem")
+		const rooms = 500
+		var ms0, ms1 runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&ms0)
+		var wg sync.WaitGroup
+		sem := make(chan struct{}, 16)
+		for r := 0; r < rooms; r++ {
+			wg.Add(1)
+			sem <- struct{}{}
+			go func() {
+				defer wg.Done()
+				defer func() { <-sem }()
+				room := benchRoom(b, s, DefaultVersion)
+				for m := 0; m < 5; m++ {
+					s.send(b, room, "@alice:mem", "m.room.message", nil, map[string]any{"body": "hi"})
+				}
+			}()
+		}
+		wg.Wait()
+		runtime.GC()
+		runtime.ReadMemStats(&ms1)
+		if s.svc.ActiveRooms() != rooms {
+			b.Fatalf("%d active rooms, want %d", s.svc.ActiveRooms(), rooms)
+		}
+		b.ReportMetric(float64(ms1.HeapInuse-ms0.HeapInuse)/rooms, "bytes/room")
+	}
+}

@@ -1,0 +1,173 @@
+package pdu
+
+import (
+	"fmt"
+	"net/netip"
+	"strconv"
+	"strings"
+)
+
+// Typed identifiers (appendices, "Common Identifier Format"). Values of
+// these types produced by the Parse functions are valid; conversions from
+// plain strings are for trusted, already-validated data.
+type (
+	RoomID     string
+	EventID    string
+	UserID     string
+	ServerName string
+)
+
+// maxIDLength is the 255-byte limit on user, room and event IDs (appendices,
+// "Identifier Grammar").
+const maxIDLength = 255
+
+// ParseServerName checks the server name grammar (appendices, "Server
+// Name"): hostname, IPv4 literal or bracketed IPv6 literal, optional port.
+func ParseServerName(s string) (ServerName, error) {
+	if s == "" || len(s) > maxIDLength {
+		return "", fmt.Errorf("invalid server name %q: length", s)
+	}
+	host, port := s, ""
+	if strings.HasPrefix(s, "[") {
+		end := strings.IndexByte(s, ']')
+		if end < 0 {
+			return "", fmt.Errorf("invalid server name %q: unterminated IPv6 literal", s)
+		}
+		host, port = s[:end+1], s[end+1:]
+		addr, err := netip.ParseAddr(host[1 : len(host)-1])
+		if err != nil || !addr.Is6() || addr.Zone() != "" {
+			return "", fmt.Errorf("invalid server name %q: bad IPv6 literal", s)
+		}
+		if port != "" && port[0] != ':' {
+			return "", fmt.Errorf("invalid server name %q: junk after IPv6 literal", s)
+		}
+	} else if i := strings.LastIndexByte(s, ':'); i >= 0 {
+		host, port = s[:i], s[i:]
+	}
+	if port != "" {
+		p := port[1:]
+		n, err := strconv.Atoi(p)
+		if err != nil || p == "" || len(p) > 5 || n < 0 || n > 65535 || strings.TrimLeft(p, "0123456789") != "" {
+			return "", fmt.Errorf("invalid server name %q: bad port", s)
+		}
+	}
+	if strings.HasPrefix(host, "[") {
+		return ServerName(s), nil
+	}
+	if host == "" {
+		return "", fmt.Errorf("invalid server name %q: empty host", s)
+	}
+	// dns-name = 1*255dns-char, dns-char = DIGIT / ALPHA / "-" / "."; an
+	// IPv4 literal is made of the same characters.
+	for i := 0; i < len(host); i++ {
+		c := host[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '.') {
+			return "", fmt.Errorf("invalid server name %q: bad character %q", s, c)
+		}
+	}
+	return ServerName(s), nil
+}
+
+// splitSigil splits "<sigil>localpart:server" at the first colon.
+func splitSigil(s string, sigil byte) (local string, server ServerName, err error) {
+	if len(s) < 3 || s[0] != sigil {
+		return "", "", fmt.Errorf("must start with %q", sigil)
+	}
+	i := strings.IndexByte(s, ':')
+	if i < 0 {
+		return "", "", fmt.Errorf("missing ':server' part")
+	}
+	server, err = ParseServerName(s[i+1:])
+	if err != nil {
+		return "", "", err
+	}
+	return s[1:i], server, nil
+}
+
+// ParseUserID validates a user ID. It accepts the historical user ID
+// grammar (any printable ASCII except ':' in the localpart, appendices
+// "Historical User IDs") because existing rooms contain such senders; new
+// local users are held to the strict grammar by the registration code.
+func ParseUserID(s string) (UserID, error) {
+	if len(s) > maxIDLength {
+		return "", fmt.Errorf("invalid user ID: longer than %d bytes", maxIDLength)
+	}
+	local, _, err := splitSigil(s, '@')
+	if err != nil {
+		return "", fmt.Errorf("invalid user ID %q: %w", s, err)
+	}
+	if local == "" {
+		return "", fmt.Errorf("invalid user ID %q: empty localpart", s)
+	}
+	for i := 0; i < len(local); i++ {
+		if c := local[i]; c < 0x21 || c > 0x7E || c == ':' {
+			return "", fmt.Errorf("invalid user ID %q: bad localpart character", s)
+		}
+	}
+	return UserID(s), nil
+}
+
+// Localpart is the part between '@' and the first ':'.
+func (u UserID) Localpart() string {
+	s := string(u)
+	if i := strings.IndexByte(s, ':'); i > 0 {
+		return s[1:i]
+	}
+	return ""
+}
+
+// Domain is the server part of a user ID.
+func (u UserID) Domain() ServerName {
+	s := string(u)
+	if i := strings.IndexByte(s, ':'); i >= 0 {
+		return ServerName(s[i+1:])
+	}
+	return ""
+}
+
+// ParseRoomID validates a room ID: either "!opaque:server" (room versions up
+// to 11) or "!" + 43 characters of URL-safe unpadded base64, the hash of
+// the create event (room version 12, appendices "Room IDs").
+func ParseRoomID(s string) (RoomID, error) {
+	if len(s) > maxIDLength || len(s) < 2 || s[0] != '!' {
+		return "", fmt.Errorf("invalid room ID %q", s)
+	}
+	if !strings.Contains(s, ":") {
+		if !isURLBase64(s[1:]) || len(s) != 44 {
+			return "", fmt.Errorf("invalid room ID %q: not a create-event hash", s)
+		}
+		return RoomID(s), nil
+	}
+	if _, _, err := splitSigil(s, '!'); err != nil {
+		return "", fmt.Errorf("invalid room ID %q: %w", s, err)
+	}
+	return RoomID(s), nil
+}
+
+// Domain is the server part of a room ID, empty for version 12 room IDs.
+func (r RoomID) Domain() ServerName {
+	s := string(r)
+	if i := strings.IndexByte(s, ':'); i >= 0 {
+		return ServerName(s[i+1:])
+	}
+	return ""
+}
+
+// ParseEventID validates an event ID of room version 4 and later: "$" + 43
+// characters of URL-safe unpadded base64.
+func ParseEventID(s string) (EventID, error) {
+	if len(s) != 44 || s[0] != '$' || !isURLBase64(s[1:]) {
+		return "", fmt.Errorf("invalid event ID %q", s)
+	}
+	return EventID(s), nil
+}
+
+func isURLBase64(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return s != ""
+}

@@ -1,0 +1,107 @@
+package rooms
+
+import (
+	"context"
+
+	"github.com/plexus-chat/plexus/internal/storage"
+)
+
+// txn accumulates one storage batch: the events a worker accepted, its new
+// extremities and the change to current state.
+type txn struct {
+	w       *worker
+	batch   storage.Batch
+	stored  []*Stored
+	current storage.StateMap // accumulated change to current state
+	// extremChanged says the batch must rewrite the extremities.
+	extremChanged bool
+	// ids of the events in the batch, to spot reads of uncommitted events.
+	ids map[EventID]bool
+}
+
+func newTxn(w *worker) *txn {
+	return &txn{w: w, current: storage.StateMap{}, ids: map[EventID]bool{}}
+}
+
+func (t *txn) empty() bool {
+	return len(t.batch.Events) == 0 && len(t.batch.MissingPrevs) == 0 && !t.extremChanged && t.batch.CreateVersion == ""
+}
+
+// add queues an event for the batch and returns its Stored record, whose
+// StreamPos is filled in by commit.
+func (t *txn) add(k *known, state *storage.StateSpec) *Stored {
+	ev := k.ev
+	rec := storage.EventRecord{
+		EventID:        string(ev.ID()),
+		RoomID:         string(ev.RoomID()),
+		Type:           ev.Type(),
+		StateKey:       ev.StateKey(),
+		Depth:          ev.Depth(),
+		OriginServerTS: ev.OriginServerTS(),
+		JSON:           ev.JSON(),
+		PrevEvents:     idStrings(ev.PrevEvents()),
+		AuthEvents:     idStrings(ev.AuthEvents()),
+		Rejected:       k.rejected,
+		SoftFailed:     k.softFailed,
+		Outlier:        k.outlier,
+	}
+	t.batch.Events = append(t.batch.Events, storage.PersistEvent{Record: rec, State: state})
+	s := &Stored{Event: ev, Rejected: k.rejected, SoftFailed: k.softFailed, Outlier: k.outlier}
+	t.stored = append(t.stored, s)
+	t.ids[ev.ID()] = true
+	if d := ev.Depth(); d > t.batch.MaxDepth {
+		t.batch.MaxDepth = d
+	}
+	return s
+}
+
+// setCurrent records a change to the room's current state.
+func (t *txn) setCurrent(d stateMap) {
+	for k, v := range d {
+		t.current[storage.StateKey{Type: k.Type, StateKey: k.StateKey}] = string(v)
+	}
+}
+
+// commit writes the batch and tells the listener. The txn is reset and can
+// be reused, so a worker may flush in the middle of a request.
+func (t *txn) commit(ctx context.Context) error {
+	if t.empty() {
+		return nil
+	}
+	w := t.w
+	b := &t.batch
+	b.RoomID = string(w.roomID)
+	if t.extremChanged && w.st != nil {
+		b.Extremities = make([]string, 0, len(w.st.extrem))
+		for id := range w.st.extrem {
+			b.Extremities = append(b.Extremities, string(id))
+		}
+	}
+	if len(t.current) > 0 {
+		b.CurrentDelta = t.current
+	}
+	if err := w.s.deps.Store.Commit(ctx, b); err != nil {
+		return err
+	}
+	var notify []*Stored
+	for i := range b.Events {
+		t.stored[i].StreamPos = b.Events[i].Record.StreamPos
+		notify = append(notify, t.stored[i])
+	}
+	if len(notify) > 0 {
+		w.s.deps.Listener.EventsStored(w.roomID, notify)
+	}
+	*t = *newTxn(w)
+	if w.st != nil {
+		w.trimCache()
+	}
+	return nil
+}
+
+func idStrings(ids []EventID) []string {
+	out := make([]string, len(ids))
+	for i, id := range ids {
+		out[i] = string(id)
+	}
+	return out
+}
