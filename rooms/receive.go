@@ -233,7 +233,7 @@ func (w *worker) placeOne(ctx context.Context, tx *txn, k *known) *result {
 	}
 	// 5. The state before the event: the resolution of the states after
 	// its prev events (rooms v2/v12 "State resolution").
-	if err := w.flushIfNeeded(ctx, tx, ev.PrevEvents()); err != nil {
+	if err := w.syncStore(ctx, tx, ev.PrevEvents()); err != nil {
 		return &result{err: err}
 	}
 	prevStates := make([]stateMap, 0, len(ev.PrevEvents()))
@@ -379,25 +379,27 @@ func (w *worker) stateAfter(ctx context.Context, id EventID) (stateMap, error) {
 	return toStateMap(s), nil
 }
 
-// flushIfNeeded commits the batch in progress when the state after one of
-// ids must be read from storage but the event is still in the batch.
-// (Resolution needs no flush: uncommitted events are in the cache.)
-func (w *worker) flushIfNeeded(ctx context.Context, tx *txn, ids []EventID) error {
-	need := len(tx.batch.Events) > 0
-	if need {
-		need = false
-		for _, id := range ids {
-			if _, ok := w.st.extrem[id]; !ok && tx.ids[id] {
-				need = true
-				break
-			}
+// syncStore makes storage current for reading the state after ids: it
+// commits the batch in progress if one of them is in it, and otherwise
+// waits for batches already handed to the commit loop. Events that are
+// extremities need neither: their state is in memory.
+func (w *worker) syncStore(ctx context.Context, tx *txn, ids []EventID) error {
+	inMemory, inTx := true, false
+	for _, id := range ids {
+		if _, ok := w.st.extrem[id]; !ok {
+			inMemory = false
+			inTx = inTx || tx.ids[id]
 		}
 	}
-	if !need {
+	switch {
+	case inMemory:
 		return nil
-	}
-	if err := tx.commit(ctx); err != nil {
-		return fatal(err)
+	case inTx:
+		if err := tx.flush(ctx); err != nil {
+			return fatal(err)
+		}
+	default:
+		w.barrier()
 	}
 	return nil
 }

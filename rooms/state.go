@@ -88,6 +88,8 @@ func (w *worker) load(ctx context.Context) error {
 	if w.st != nil {
 		return nil
 	}
+	// A reload follows a failure; let in-flight commits settle first.
+	w.barrier()
 	store := w.s.deps.Store
 	info, err := store.Room(ctx, string(w.roomID))
 	if errors.Is(err, storage.ErrNotFound) {

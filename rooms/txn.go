@@ -2,6 +2,7 @@ package rooms
 
 import (
 	"context"
+	"errors"
 
 	"github.com/plexus-chat/plexus/internal/storage"
 )
@@ -10,6 +11,7 @@ import (
 // extremities and the change to current state.
 type txn struct {
 	w       *worker
+	gen     uint64 // the worker generation that built it
 	batch   storage.Batch
 	stored  []*Stored
 	current storage.StateMap // accumulated change to current state
@@ -20,7 +22,7 @@ type txn struct {
 }
 
 func newTxn(w *worker) *txn {
-	return &txn{w: w, current: storage.StateMap{}, ids: map[EventID]bool{}}
+	return &txn{w: w, gen: w.gen, current: storage.StateMap{}, ids: map[EventID]bool{}}
 }
 
 func (t *txn) empty() bool {
@@ -62,12 +64,10 @@ func (t *txn) setCurrent(d stateMap) {
 	}
 }
 
-// commit writes the batch and tells the listener. The txn is reset and can
-// be reused, so a worker may flush in the middle of a request.
-func (t *txn) commit(ctx context.Context) error {
-	if t.empty() {
-		return nil
-	}
+// seal fixes the parts of the batch that come from the worker's
+// in-memory state; it runs on the worker goroutine before the batch leaves
+// it.
+func (t *txn) seal() {
 	w := t.w
 	b := &t.batch
 	b.RoomID = string(w.roomID)
@@ -80,6 +80,35 @@ func (t *txn) commit(ctx context.Context) error {
 	if len(t.current) > 0 {
 		b.CurrentDelta = t.current
 	}
+}
+
+// flush commits the batch in progress now, in the middle of a request,
+// after everything already handed to the commit loop. The txn is reset.
+func (t *txn) flush(ctx context.Context) error {
+	if t.empty() {
+		return nil
+	}
+	t.w.barrier()
+	if t.w.failedGen.Load() == t.gen {
+		return errors.New("rooms: an earlier commit of this room failed")
+	}
+	t.seal()
+	if err := t.write(ctx); err != nil {
+		return err
+	}
+	*t = *newTxn(t.w)
+	t.w.trimCache()
+	return nil
+}
+
+// write stores a sealed batch and tells the listener; it runs on the
+// commit loop (or on the worker after a barrier).
+func (t *txn) write(ctx context.Context) error {
+	if t.empty() {
+		return nil
+	}
+	w := t.w
+	b := &t.batch
 	if err := w.s.deps.Store.Commit(ctx, b); err != nil {
 		return err
 	}
@@ -90,10 +119,6 @@ func (t *txn) commit(ctx context.Context) error {
 	}
 	if len(notify) > 0 {
 		w.s.deps.Listener.EventsStored(w.roomID, notify)
-	}
-	*t = *newTxn(w)
-	if w.st != nil {
-		w.trimCache()
 	}
 	return nil
 }

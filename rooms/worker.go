@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"github.com/plexus-chat/plexus/internal/storage"
@@ -47,6 +48,13 @@ type worker struct {
 
 	// tx is the batch in progress while a request batch is processed.
 	tx *txn
+	// jobs carries processed batches to the commit loop; one may wait
+	// while another commits.
+	jobs chan *job
+	// gen counts reloads of st; failedGen is the generation whose commit
+	// failed, set by the commit loop.
+	gen       uint64
+	failedGen atomic.Uint64
 
 	// st is the in-memory room, nil until loaded (or after a failed commit,
 	// which forces a reload from storage).
@@ -60,11 +68,19 @@ func newWorker(s *Service, roomID RoomID) *worker {
 		log:    s.log.With("room", roomID),
 		reqs:   make(chan *request, s.cfg.MaxBatch),
 		stop:   make(chan struct{}),
+		jobs:   make(chan *job, 1),
+		gen:    1,
 	}
 }
 
 func (w *worker) run() {
 	defer w.s.wg.Done()
+	committed := make(chan struct{})
+	go w.commitLoop(committed)
+	defer func() {
+		close(w.jobs)
+		<-committed
+	}()
 	idle := time.NewTimer(w.s.cfg.IdleTimeout)
 	defer idle.Stop()
 	for {
@@ -124,47 +140,93 @@ func (w *worker) idle() bool {
 	return true
 }
 
-// process runs a batch of requests against the room and commits every
-// resulting change in one transaction. A failed commit fails the whole
-// batch and drops the in-memory state, which is then reloaded.
+// job is a processed batch on its way to storage.
+type job struct {
+	tx      *txn
+	reqs    []*request
+	results []*result
+	// done, if set, is closed after the job (a flush barrier).
+	done chan struct{}
+}
+
+// process runs a batch of requests against the in-memory room and hands
+// the resulting storage batch to the commit loop. Building the next batch
+// overlaps with committing this one; replies go out only after commit.
+// A failed commit fails its batch and every later batch built on it, and
+// the worker reloads the room from storage.
 func (w *worker) process(reqs []*request) {
 	w.s.mu.Lock()
 	w.pending -= len(reqs)
 	w.s.mu.Unlock()
 
+	if w.failedGen.Load() == w.gen {
+		w.st = nil
+		w.gen++
+	}
 	ctx := context.Background()
 	tx := newTxn(w)
 	w.tx = tx
 	results := make([]*result, len(reqs))
-	failed := false
 	for i, req := range reqs {
 		r := w.handle(ctx, tx, req)
 		results[i] = r
 		if r.err != nil && isFatal(r.err) {
 			// Storage failed mid-batch: what is in memory may not match
 			// what is stored. Fail the rest and start afresh.
-			w.failAll(results[:i], r.err)
+			w.log.Error("storage failed; reloading room", "err", r.err)
 			for j := i + 1; j < len(reqs); j++ {
 				results[j] = &result{err: r.err}
 			}
-			failed = true
+			w.failedGen.Store(w.gen)
+			failAll(results[:i], r.err)
+			tx = newTxn(w) // nothing of this batch is committed
+			w.st = nil
+			w.gen++
 			break
 		}
 	}
-	if !failed {
-		if err := tx.commit(ctx); err != nil {
-			w.failAll(results, err)
-		}
-	}
 	w.tx = nil
-	for i, req := range reqs {
-		req.reply <- results[i]
+	tx.seal()
+	w.jobs <- &job{tx: tx, reqs: reqs, results: results}
+	if w.st != nil && len(w.st.events) > maxCachedEvents {
+		// Evicted events are re-read from storage, so they must be there.
+		w.barrier()
+		w.trimCache()
 	}
 }
 
-func (w *worker) failAll(results []*result, err error) {
-	w.log.Error("commit failed; reloading room", "err", err)
-	w.st = nil
+// commitLoop commits jobs in order and answers their requests.
+func (w *worker) commitLoop(done chan<- struct{}) {
+	defer close(done)
+	ctx := context.Background()
+	for j := range w.jobs {
+		if j.tx != nil {
+			if w.failedGen.Load() == j.tx.gen && !j.tx.empty() {
+				failAll(j.results, errors.New("rooms: an earlier commit of this room failed"))
+			} else if err := j.tx.write(ctx); err != nil {
+				w.log.Error("commit failed; the room will be reloaded", "err", err)
+				w.failedGen.Store(j.tx.gen)
+				failAll(j.results, err)
+			}
+		}
+		for i, req := range j.reqs {
+			req.reply <- j.results[i]
+		}
+		if j.done != nil {
+			close(j.done)
+		}
+	}
+}
+
+// barrier waits until every job handed to the commit loop is written.
+func (w *worker) barrier() {
+	done := make(chan struct{})
+	w.jobs <- &job{done: done}
+	<-done
+}
+
+// failAll turns every result whose event is not yet stored into err.
+func failAll(results []*result, err error) {
 	for i, r := range results {
 		if r == nil || r.err != nil {
 			continue
