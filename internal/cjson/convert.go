@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"sort"
+	"unicode/utf8"
 )
 
 // FromGo converts a Go value built by our own code (content we author, not
@@ -12,6 +13,9 @@ import (
 // map[string]any, []any, strings, bools, nil and the integer types directly;
 // anything else goes through encoding/json once and is then parsed
 // strictly, so floats and out-of-range integers are refused either way.
+// Strings and keys that are not valid UTF-8 are refused too: Marshal would
+// have to replace their bad bytes, and two keys differing only there would
+// collapse into a duplicate key.
 func FromGo(x any) (Value, error) {
 	switch t := x.(type) {
 	case nil:
@@ -26,7 +30,7 @@ func FromGo(x any) (Value, error) {
 	case json.RawMessage:
 		return Parse(t)
 	case string:
-		return Str(t), nil
+		return strValue(t)
 	case bool:
 		return Boolean(t), nil
 	case int:
@@ -45,7 +49,11 @@ func FromGo(x any) (Value, error) {
 	case []string:
 		out := make([]Value, len(t))
 		for i, s := range t {
-			out[i] = Str(s)
+			v, err := strValue(s)
+			if err != nil {
+				return Value{}, err
+			}
+			out[i] = v
 		}
 		return Value{kind: Array, arr: out}, nil
 	case []any:
@@ -61,6 +69,9 @@ func FromGo(x any) (Value, error) {
 	case map[string]any:
 		ms := make([]Member, 0, len(t))
 		for k, e := range t {
+			if !utf8.ValidString(k) {
+				return Value{}, fmt.Errorf("cjson: object key %q is not valid UTF-8", k)
+			}
 			v, err := FromGo(e)
 			if err != nil {
 				return Value{}, err
@@ -72,7 +83,14 @@ func FromGo(x any) (Value, error) {
 	case map[string]string:
 		ms := make([]Member, 0, len(t))
 		for k, s := range t {
-			ms = append(ms, Member{Key: k, Value: Str(s)})
+			if !utf8.ValidString(k) {
+				return Value{}, fmt.Errorf("cjson: object key %q is not valid UTF-8", k)
+			}
+			v, err := strValue(s)
+			if err != nil {
+				return Value{}, err
+			}
+			ms = append(ms, Member{Key: k, Value: v})
 		}
 		sort.Slice(ms, func(i, j int) bool { return ms[i].Key < ms[j].Key })
 		return Value{kind: Object, obj: ms}, nil
@@ -92,6 +110,13 @@ func MustFromGo(x any) Value {
 		panic(err)
 	}
 	return v
+}
+
+func strValue(s string) (Value, error) {
+	if !utf8.ValidString(s) {
+		return Value{}, fmt.Errorf("cjson: string %q is not valid UTF-8", s)
+	}
+	return Str(s), nil
 }
 
 func intValue(n int64) (Value, error) {

@@ -2,6 +2,7 @@ package pdu
 
 import (
 	"crypto/ed25519"
+	"crypto/sha256"
 	"fmt"
 
 	"github.com/plexus-chat/plexus/internal/cjson"
@@ -68,11 +69,19 @@ func (p *Proto) Build(v *Version, s Signer) (*Event, error) {
 	}
 	h := ContentHash(obj)
 	obj = obj.With("hashes", cjson.Obj(cjson.M("sha256", cjson.Str(signing.Base64.EncodeToString(h[:])))))
-	obj, err := SignEvent(v, obj, s.Server, s.KeyID, s.Key)
+	// The signed bytes are the canonical redacted event without signatures
+	// and unsigned, which are exactly the bytes the reference hash covers
+	// (server-server API, "Signing events" and "Calculating the reference
+	// hash"): hash them once for the event ID.
+	msg := cjson.Marshal(Redact(v, obj).Without("signatures", "unsigned"))
+	sig := signing.Base64.EncodeToString(ed25519.Sign(s.Key, msg))
+	obj = obj.With("signatures", cjson.Obj(cjson.M(string(s.Server), cjson.Obj(cjson.M(s.KeyID, cjson.Str(sig))))))
+	ref := sha256.Sum256(msg)
+	ev, err := newEvent(obj, v, EventID("$"+signing.URLBase64.EncodeToString(ref[:])))
 	if err != nil {
-		return nil, fmt.Errorf("sign event: %w", err)
+		return nil, fmt.Errorf("build event: %w", err)
 	}
-	return NewEvent(obj, v)
+	return ev, nil
 }
 
 func idArray(ids []EventID) cjson.Value {

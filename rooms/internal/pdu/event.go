@@ -156,15 +156,14 @@ func newEvent(obj cjson.Value, v *Version, id EventID) (*Event, error) {
 
 func (e *Event) parseRoomID() error {
 	rid, present := e.obj.Get("room_id")
-	if e.v.RoomIDIsCreateHash && e.typ == TypeCreate && e.stateKey != nil && *e.stateKey == "" {
+	v12Create := e.v.RoomIDIsCreateHash && e.typ == TypeCreate && e.stateKey != nil && *e.stateKey == ""
+	if v12Create && !present {
 		// Room version 12: the create event has no room_id; the room ID is
 		// its event ID with the '!' sigil (rooms v12, auth rule 1.2). A
 		// create event that has one is well-formed JSON but is rejected by
 		// the auth rules, so it is kept for them to judge.
-		if !present {
-			e.roomID = RoomID("!" + string(e.id[1:]))
-			return nil
-		}
+		e.roomID = RoomID("!" + string(e.id[1:]))
+		return nil
 	}
 	s, ok := rid.Str()
 	if !present || !ok {
@@ -173,6 +172,13 @@ func (e *Event) parseRoomID() error {
 	r, err := ParseRoomID(s)
 	if err != nil {
 		return formatErr("room_id", "%v", err)
+	}
+	// The room ID's form follows the room version (appendices, "Room
+	// IDs"): "!opaque:domain" before v12, "!" + the create event's hash
+	// from v12 on. The v12 create event carrying any room_id is left to
+	// auth rule 1.2, as above.
+	if hashForm := r.Domain() == ""; hashForm != e.v.RoomIDIsCreateHash && !v12Create {
+		return formatErr("room_id", "%q is not a room ID of room version %s", s, e.v.ID)
 	}
 	e.roomID = r
 	return nil

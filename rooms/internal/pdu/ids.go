@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 )
 
 // Typed identifiers (appendices, "Common Identifier Format"). Values of
@@ -85,26 +86,32 @@ func splitSigil(s string, sigil byte) (local string, server ServerName, err erro
 }
 
 // ParseUserID validates a user ID. It accepts the historical user ID
-// grammar (any printable ASCII except ':' in the localpart, appendices
-// "Historical User IDs") because existing rooms contain such senders; new
-// local users are held to the strict grammar by the registration code.
+// grammar because existing rooms contain such senders: appendices,
+// "Historical User IDs": servers "MUST accept user IDs with localparts
+// consisting of any legal non-surrogate Unicode code points except for :
+// and NUL (U+0000), including other control characters and the empty
+// string". New local users are held to the strict grammar by the
+// registration code.
 func ParseUserID(s string) (UserID, error) {
 	if len(s) > maxIDLength {
 		return "", fmt.Errorf("invalid user ID: longer than %d bytes", maxIDLength)
 	}
+	// The localpart may be empty, so "@:x" (3 bytes) is the shortest ID.
 	local, _, err := splitSigil(s, '@')
 	if err != nil {
 		return "", fmt.Errorf("invalid user ID %q: %w", s, err)
 	}
-	if local == "" {
-		return "", fmt.Errorf("invalid user ID %q: empty localpart", s)
-	}
-	for i := 0; i < len(local); i++ {
-		if c := local[i]; c < 0x21 || c > 0x7E || c == ':' {
-			return "", fmt.Errorf("invalid user ID %q: bad localpart character", s)
-		}
+	if !validLocalpart(local) {
+		return "", fmt.Errorf("invalid user ID %q: localpart has NUL or is not UTF-8", s)
 	}
 	return UserID(s), nil
+}
+
+// validLocalpart is the historical user ID and room ID localpart rule:
+// valid UTF-8 (which excludes surrogates) without NUL; ':' cannot occur
+// because the localpart ends at the first one.
+func validLocalpart(local string) bool {
+	return utf8.ValidString(local) && strings.IndexByte(local, 0) < 0
 }
 
 // Localpart is the part between '@' and the first ':'.
@@ -138,8 +145,15 @@ func ParseRoomID(s string) (RoomID, error) {
 		}
 		return RoomID(s), nil
 	}
-	if _, _, err := splitSigil(s, '!'); err != nil {
+	local, _, err := splitSigil(s, '!')
+	if err != nil {
 		return "", fmt.Errorf("invalid room ID %q: %w", s, err)
+	}
+	// Appendices, "Room IDs": the localpart "MUST only contain valid
+	// non-surrogate Unicode code points, including control characters,
+	// except : and NUL (U+0000)".
+	if !validLocalpart(local) {
+		return "", fmt.Errorf("invalid room ID %q: localpart has NUL or is not UTF-8", s)
 	}
 	return RoomID(s), nil
 }

@@ -2,8 +2,8 @@ package pdu
 
 import (
 	"crypto/ed25519"
-	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/plexus-chat/plexus/internal/cjson"
 	"github.com/plexus-chat/plexus/internal/signing"
@@ -52,8 +52,11 @@ func RequiredSigners(e *Event) []ServerName {
 }
 
 // VerifySignatures checks that every required server signed the redacted
-// form of the event with a key valid at the event's origin_server_ts. One
-// good signature per server suffices.
+// form of the event with a key valid at the event's origin_server_ts
+// (server-server API, "Validating hashes and signatures on received
+// events"): signatures from unknown keys, or keys that expired before
+// origin_server_ts, are skipped; every other signature of the server must
+// verify, and at least one must remain.
 func VerifySignatures(e *Event, keys KeyFinder) error {
 	redacted := Redact(e.v, e.obj)
 	for _, server := range RequiredSigners(e) {
@@ -69,33 +72,43 @@ func verifyOne(e *Event, redacted cjson.Value, server ServerName, keys KeyFinder
 	if len(ids) == 0 {
 		return &SignatureError{Server: server, Reason: "no ed25519 signature"}
 	}
-	var last error
+	var skipped []string
+	verified := 0
 	for _, id := range ids {
 		k, ok := keys(server, id)
 		if !ok {
-			last = &SignatureError{Server: server, Reason: "unknown key " + id}
+			skipped = append(skipped, "unknown key "+id)
 			continue
 		}
 		if k.ValidUntilTS < e.ts {
-			last = &SignatureError{Server: server, Reason: fmt.Sprintf("key %s not valid at origin_server_ts %d", id, e.ts)}
+			// Rooms v5+, "Signing key validity period": valid_until_ts
+			// must be at least origin_server_ts.
+			skipped = append(skipped, fmt.Sprintf("key %s not valid at origin_server_ts %d", id, e.ts))
 			continue
 		}
+		// Any failure here, a malformed entry as much as a wrong
+		// signature, is a bad signature from a key we trust: the event
+		// fails rather than falling back on another key.
 		if err := signing.Verify(redacted, string(server), id, k.Key); err != nil {
-			if errors.Is(err, signing.ErrBadSignature) {
-				last = &SignatureError{Server: server, Reason: "bad signature with " + id}
-				continue
-			}
-			return err
+			return &SignatureError{Server: server, Reason: fmt.Sprintf("bad signature with %s: %v", id, err)}
 		}
-		return nil
+		verified++
 	}
-	return last
+	if verified == 0 {
+		return &SignatureError{Server: server, Reason: strings.Join(skipped, "; ")}
+	}
+	return nil
 }
 
 // SignEvent adds server's signature to an event object: the signature is
 // over the redacted form (server-server API, "Signing events"), and is
 // added to the full object.
 func SignEvent(v *Version, obj cjson.Value, server ServerName, keyID string, priv ed25519.PrivateKey) (cjson.Value, error) {
+	// Redact turns anything into an object, so check here: signing a
+	// non-object would otherwise return a made-up event.
+	if obj.Kind() != cjson.Object {
+		return cjson.Value{}, fmt.Errorf("pdu: can only sign an event object, not %s", obj.Kind())
+	}
 	signedRedacted, err := signing.Sign(Redact(v, obj), string(server), keyID, priv)
 	if err != nil {
 		return cjson.Value{}, err
