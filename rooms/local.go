@@ -125,6 +125,7 @@ func (w *worker) create(ctx context.Context, tx *txn, req *createRequest) *resul
 	k := &known{ev: ev}
 	st.events[ev.ID()] = k
 	w.st = st
+	w.s.versions.Store(w.roomID, req.version)
 	tx.batch.CreateVersion = req.version.ID
 	stored := tx.add(k, &storage.StateSpec{Delta: storage.StateMap{{Type: tuple.Type, StateKey: tuple.StateKey}: string(ev.ID())}})
 	tx.setCurrent(stateMap{tuple: ev.ID()})

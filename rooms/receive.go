@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sort"
+	"runtime"
+	"sync"
+	"sync/atomic"
 
 	"github.com/plexus-chat/plexus/internal/storage"
 	"github.com/plexus-chat/plexus/rooms/internal/auth"
@@ -58,20 +60,84 @@ type AdmitResult struct {
 // transaction delivers them, in one trip to the room's worker (and usually
 // one storage transaction). A per-event failure does not stop the others.
 func (s *Service) AdmitMany(ctx context.Context, roomID RoomID, pdus [][]byte) ([]AdmitResult, error) {
-	r, err := s.do(ctx, roomID, &request{kind: reqRemote, remote: pdus})
+	in := make([]*incoming, len(pdus))
+	for i, data := range pdus {
+		in[i] = &incoming{data: data}
+	}
+	if v, ok := s.versions.Load(roomID); ok {
+		s.precheck(v.(*pdu.Version), in)
+	}
+	r, err := s.do(ctx, roomID, &request{kind: reqRemote, remote: in})
 	if err != nil {
 		return nil, err
 	}
 	return r.many, nil
 }
 
-func (w *worker) admit(ctx context.Context, tx *txn, data []byte) *result {
-	st := w.st
-	// 1. Format.
-	ev, err := pdu.ParseEvent(data, st.version)
-	if err != nil {
-		return &result{err: err}
+// incoming is a remote event on its way to the worker. Steps 1 to 3 of
+// the receive pipeline depend on nothing but the bytes and the keys, so
+// when the room version is known they run before the event reaches the
+// worker, on all cores, and the serial worker only does what needs the
+// room.
+type incoming struct {
+	data    []byte
+	checked bool   // steps 1-3 done: ev or err is set
+	ev      *Event // parsed, signature-checked, redacted if its hash was bad
+	err     error
+}
+
+// precheck runs steps 1-3 for a batch in parallel.
+func (s *Service) precheck(v *pdu.Version, in []*incoming) {
+	workers := min(runtime.GOMAXPROCS(0), len(in))
+	if workers <= 1 {
+		for _, x := range in {
+			s.check(v, x)
+		}
+		return
 	}
+	var wg sync.WaitGroup
+	next := atomic.Int64{}
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := int(next.Add(1) - 1); i < len(in); i = int(next.Add(1) - 1) {
+				s.check(v, in[i])
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+// check runs steps 1-3 of "Checks performed on receipt of a PDU": drop on
+// bad format or signature, redact on a bad content hash.
+func (s *Service) check(v *pdu.Version, x *incoming) {
+	x.checked = true
+	ev, err := pdu.ParseEvent(x.data, v)
+	if err != nil {
+		x.err = err
+		return
+	}
+	if err := pdu.VerifySignatures(ev, s.deps.Keys); err != nil {
+		x.err = err
+		return
+	}
+	if !ev.CheckContentHash() {
+		s.log.Info("content hash mismatch; redacting", "event", ev.ID())
+		ev = ev.Redacted()
+	}
+	x.ev = ev
+}
+
+func (w *worker) admit(ctx context.Context, tx *txn, x *incoming) *result {
+	st := w.st
+	if !x.checked || x.ev != nil && x.ev.Version() != st.version {
+		w.s.check(st.version, x)
+	}
+	if x.err != nil {
+		return &result{err: x.err}
+	}
+	ev := x.ev
 	if ev.RoomID() != w.roomID {
 		return &result{err: &pdu.FormatError{Field: "room_id", Reason: fmt.Sprintf("event is for %s, not %s", ev.RoomID(), w.roomID)}}
 	}
@@ -87,16 +153,6 @@ func (w *worker) admit(ctx context.Context, tx *txn, data []byte) *result {
 		return &result{err: err}
 	} else if k != nil && !k.outlier {
 		return &result{admitted: &Admitted{Stored: &Stored{Event: k.ev, Rejected: k.rejected, SoftFailed: k.softFailed}, Duplicate: true}}
-	}
-	// 2. Signatures.
-	if err := pdu.VerifySignatures(ev, w.s.deps.Keys); err != nil {
-		return &result{err: err}
-	}
-	// 3. Hashes: a mismatch means the content was tampered with or
-	// redacted on the way; use the redacted form from here on.
-	if !ev.CheckContentHash() {
-		w.log.Info("content hash mismatch; redacting", "event", ev.ID())
-		ev = ev.Redacted()
 	}
 	// 4. Auth against the event's own auth events.
 	authEvs := make([]*pdu.Event, 0, len(ev.AuthEvents()))
@@ -402,9 +458,4 @@ func (w *worker) syncStore(ctx context.Context, tx *txn, ids []EventID) error {
 		w.barrier()
 	}
 	return nil
-}
-
-// sortIDs sorts event IDs in place.
-func sortIDs(ids []EventID) {
-	sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
 }

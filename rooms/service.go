@@ -58,7 +58,7 @@ type Config struct {
 type Deps struct {
 	Store Store
 	// Keys finds remote servers' verify keys for signature checks; nil
-	// means only our own key is known.
+	// means only our own key is known. It is called from many goroutines.
 	Keys     KeyFinder
 	Listener Listener
 	Logger   *slog.Logger
@@ -78,6 +78,10 @@ type Service struct {
 	closed  bool
 
 	wg sync.WaitGroup // running workers
+
+	// versions caches each known room's version (RoomID -> *pdu.Version)
+	// so remote events can be checked before they reach the worker.
+	versions sync.Map
 }
 
 // ErrClosed is returned for requests after Close.

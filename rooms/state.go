@@ -111,6 +111,7 @@ func (w *worker) load(ctx context.Context) error {
 		waiting:  map[EventID][]EventID{},
 	}
 	w.st = st
+	w.s.versions.Store(w.roomID, v)
 	for _, x := range info.Extremities {
 		s, err := store.StateAfter(ctx, x)
 		if err != nil {

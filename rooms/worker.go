@@ -23,7 +23,7 @@ type request struct {
 	kind   requestKind
 	local  *LocalEvent
 	create *createRequest
-	remote [][]byte
+	remote []*incoming
 	reply  chan *result
 }
 
@@ -258,8 +258,8 @@ func (w *worker) handle(ctx context.Context, tx *txn, req *request) *result {
 			return &result{err: err}
 		}
 		many := make([]AdmitResult, len(req.remote))
-		for i, data := range req.remote {
-			r := w.admit(ctx, tx, data)
+		for i, x := range req.remote {
+			r := w.admit(ctx, tx, x)
 			if r.err != nil && isFatal(r.err) {
 				return r
 			}

@@ -1,0 +1,71 @@
+# Plexus developer tasks. `make` (or `make help`) lists them; a target's
+# description is its `## ` comment.
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -X main.version=$(VERSION)
+
+# Tests that need PostgreSQL read its URL from PLEXUS_TEST_POSTGRES and skip
+# when it is unreachable, unless PLEXUS_REQUIRE_POSTGRES=1, which CI sets so
+# that a missing database fails the run instead of silently skipping.
+export PLEXUS_TEST_POSTGRES ?= postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable
+ifdef CI
+export PLEXUS_REQUIRE_POSTGRES ?= 1
+endif
+
+# Every package runs under the race detector except these, which are pure
+# (no goroutines, no shared state) and whose large tables and fuzz corpora
+# the detector would only slow down. Forgetting to list a pure package costs
+# time; forgetting a concurrent one would cost safety, so the list is opt-out.
+NORACE_PKGS ?= internal/cjson internal/signing internal/config internal/mxerr internal/layout \
+	rooms/internal/pdu rooms/internal/auth rooms/internal/stateres rooms/internal/difftest
+
+# Fuzz targets as dir:FuzzName. By default every Fuzz function in a
+# *_test.go file, so a new fuzz test is picked up with no edit here; override
+# to fuzz one: make fuzz FUZZ_TARGETS=./internal/cjson:FuzzParse FUZZTIME=5m
+FUZZ_TARGETS ?= $(shell grep -rHo --include='*_test.go' '^func Fuzz[A-Za-z0-9_]*' . | sed -E 's|^(.*)/[^/]*_test\.go:func |\1:|' | sort)
+FUZZTIME ?= 10s
+
+empty :=
+space := $(empty) $(empty)
+NORACE_RE := /($(subst $(space),|,$(strip $(NORACE_PKGS))))$$
+
+.PHONY: help build run test bench lint fuzz clean
+
+help: ## list the targets
+	@echo "Usage: make <target>"
+	@echo
+	@awk 'BEGIN { FS = ":.*## " } /^[a-zA-Z_-]+:.*## / { printf "  %-7s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
+
+build: ## build bin/plexus, stamped with the git version
+	go build -ldflags "$(LDFLAGS)" -o bin/plexus ./cmd/plexus
+
+run: build ## build and run `plexus serve` with defaults (SQLite in ./plexus-data); extra flags: make run ARGS="--log-level debug"
+	bin/plexus serve $(ARGS)
+
+test: ## run every test; -race except on NORACE_PKGS; PostgreSQL at PLEXUS_TEST_POSTGRES
+	@set -e; \
+	all=$$(go list ./...); \
+	race=$$(grep -vE '$(NORACE_RE)' <<<"$$all" || true); \
+	norace=$$(grep -E '$(NORACE_RE)' <<<"$$all" || true); \
+	if [ -n "$$race" ]; then echo "go test -race $$(wc -l <<<"$$race") packages"; go test -race $$race; fi; \
+	if [ -n "$$norace" ]; then echo "go test $$(wc -l <<<"$$norace") packages"; go test $$norace; fi
+
+bench: ## run every benchmark once and print its figures
+	go test -run '^$$' -bench . -benchmem ./...
+
+lint: ## gofmt, go vet and staticcheck; fails on any finding
+	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt -w needed on:"; echo "$$out"; exit 1; fi
+	go vet ./...
+	go run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
+
+fuzz: ## fuzz each target in FUZZ_TARGETS for FUZZTIME (default 10s each)
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		echo "fuzz $$t for $(FUZZTIME)"; \
+		go test -run '^$$' -fuzz "^$${t##*:}\$$" -fuzztime $(FUZZTIME) "$${t%%:*}"; \
+	done
+
+clean: ## remove build output (never ./plexus-data: it holds the signing key)
+	rm -rf bin

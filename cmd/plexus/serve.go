@@ -1,0 +1,123 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+
+	"github.com/plexus-chat/plexus/internal/config"
+	"github.com/plexus-chat/plexus/internal/keyring"
+	"github.com/plexus-chat/plexus/internal/metrics"
+	"github.com/plexus-chat/plexus/internal/server"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+func runServe(ctx context.Context, std stdio, args []string) int {
+	cfg, err := config.Parse(args, std.stdout)
+	if errors.Is(err, flag.ErrHelp) {
+		return exitOK
+	}
+	if err != nil {
+		fmt.Fprintf(std.stderr, "plexus serve: %v\n", err)
+		return exitUsage
+	}
+	log := newLogger(std.stderr, cfg)
+	if err := serve(ctx, cfg, log); err != nil {
+		log.Error("plexus stopped with an error", "err", err)
+		return exitFailure
+	}
+	log.Info("plexus stopped")
+	return exitOK
+}
+
+// serve wires the components, runs until ctx is cancelled (SIGINT or
+// SIGTERM) or a component fails, and closes everything it started.
+func serve(ctx context.Context, cfg config.Config, log *slog.Logger) (err error) {
+	log.Info("starting plexus", "version", version, "config", cfg)
+
+	keys, err := keyring.Load(cfg.DataDir)
+	if err != nil {
+		return err
+	}
+	if keys.Generated() {
+		// Normal on first start. On a server that had a key it means the
+		// data folder was lost: other servers cache the old key and will
+		// distrust events signed with the new one until they refetch.
+		log.Info("generated a new signing key; keep a backup of it", "key_id", keys.KeyID(), "path", keys.Path())
+	} else {
+		log.Info("loaded signing key", "key_id", keys.KeyID(), "path", keys.Path())
+	}
+
+	var reg *prometheus.Registry
+	if cfg.MetricsListen != config.MetricsOff {
+		if reg, err = metrics.NewRegistry(); err != nil {
+			return err
+		}
+	}
+
+	srv, err := server.New(server.Config{
+		Listen:        cfg.Listen,
+		MetricsListen: cfg.MetricsListen,
+	}, server.Deps{
+		Logger:  log.With("component", "http"),
+		Metrics: reg,
+	})
+	if err != nil {
+		return err
+	}
+	server.RegisterVersions(srv)
+	keyEndpoint, err := server.NewKeys(server.KeysConfig{ServerName: cfg.ServerName}, server.KeysDeps{Key: keys})
+	if err != nil {
+		return err
+	}
+	keyEndpoint.Register(srv)
+
+	cs := &components{log: log}
+	defer func() {
+		if cerr := cs.closeAll(); cerr != nil && err == nil {
+			err = cerr
+		}
+	}()
+
+	// Components start here in dependency order and close in reverse:
+	// storage first, then the room service and the API packages that
+	// register their routes on srv, then srv itself last, so that no
+	// request arrives before everything behind it is up.
+	//
+	//	if err := cs.start(ctx, "storage", db); err != nil { return err }
+	//	if err := cs.start(ctx, "rooms", rooms); err != nil { return err }
+
+	if err := cs.start(ctx, "http", srv); err != nil {
+		if ctx.Err() != nil {
+			log.Info("interrupted while starting", "cause", context.Cause(ctx))
+			return nil // a signal during start-up is a request to stop, not a failure
+		}
+		return err
+	}
+	attrs := []any{"addr", srv.Addr().String(), "server_name", cfg.ServerName}
+	if ma := srv.MetricsAddr(); ma != nil {
+		attrs = append(attrs, "metrics_addr", ma.String())
+	}
+	log.Info("listening", attrs...)
+
+	select {
+	case <-ctx.Done():
+		log.Info("shutting down", "cause", context.Cause(ctx))
+		return nil
+	case err := <-srv.Failed():
+		return err
+	}
+}
+
+// newLogger builds the process's one logger; every component gets it (or a
+// child from With) as a dependency.
+func newLogger(w io.Writer, cfg config.Config) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: cfg.LogLevel}
+	if cfg.LogFormat == config.LogFormatJSON {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
