@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -23,6 +24,20 @@ type MissingAuthError struct {
 
 func (e *MissingAuthError) Error() string {
 	return fmt.Sprintf("event %s: %d auth events unknown: %v", e.EventID, len(e.Missing), e.Missing)
+}
+
+// Rejection reasons start with the pipeline step that rejected the event.
+// State resolution must tell them apart: an event rejected against its own
+// auth events is never used, while one rejected against the state before
+// it takes part like any other (rooms v2 "Rejected events").
+const (
+	rejectedByAuthEvents = "auth events: "
+	rejectedByState      = "state before: "
+)
+
+// rejectedOnAuthChain reports whether a rejection reason is step 4's.
+func rejectedOnAuthChain(reason string) bool {
+	return strings.HasPrefix(reason, rejectedByAuthEvents)
 }
 
 // Admitted is the outcome of Admit.
@@ -147,7 +162,7 @@ func (w *worker) admit(ctx context.Context, tx *txn, x *incoming) *result {
 		if ev.ID() == st.create.ID() {
 			return &result{admitted: &Admitted{Stored: &Stored{Event: st.create}, Duplicate: true}}
 		}
-		return w.storeRejected(tx, ev, "a second m.room.create event", nil)
+		return w.storeRejected(tx, ev, rejectedByAuthEvents+"a second m.room.create event", nil)
 	}
 	if k, err := w.get(ctx, ev.ID()); err != nil {
 		return &result{err: err}
@@ -177,9 +192,9 @@ func (w *worker) admit(ctx context.Context, tx *txn, x *incoming) *result {
 	}
 	var reason string
 	if err := auth.CheckAuthEvents(ev, authEvs, st.create, isRejected); err != nil {
-		reason = err.Error()
+		reason = rejectedByAuthEvents + err.Error()
 	} else if err := auth.Allowed(ev, w.authEventsGetter(authEvs)); err != nil {
-		reason = err.Error()
+		reason = rejectedByAuthEvents + err.Error()
 	}
 	k := &known{ev: ev, rejected: reason}
 	st.events[ev.ID()] = k
@@ -309,7 +324,7 @@ func (w *worker) placeOne(ctx context.Context, tx *txn, k *known) *result {
 	}
 	if k.rejected == "" {
 		if err := auth.Allowed(ev, w.getter(before)); err != nil {
-			k.rejected = err.Error()
+			k.rejected = rejectedByState + err.Error()
 		}
 	}
 	base := ev.PrevEvents()[0]

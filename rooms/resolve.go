@@ -67,7 +67,7 @@ func (w *worker) resolve(ctx context.Context, states []stateMap) (stateMap, erro
 		},
 		Rejected: func(id pdu.EventID) bool {
 			k := w.st.events[id]
-			return k != nil && k.rejected != ""
+			return k != nil && rejectedOnAuthChain(k.rejected)
 		},
 	}
 	for i, s := range states {
