@@ -9,6 +9,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/plexus-chat/plexus/internal/storage"
 )
 
@@ -62,15 +64,18 @@ type Deps struct {
 	Keys     KeyFinder
 	Listener Listener
 	Logger   *slog.Logger
+	// Metrics, if set, receives the service's Prometheus instruments.
+	Metrics prometheus.Registerer
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 }
 
 // Service owns the room workers.
 type Service struct {
-	cfg  Config
-	deps Deps
-	log  *slog.Logger
+	cfg     Config
+	deps    Deps
+	log     *slog.Logger
+	metrics *metrics
 
 	mu sync.Mutex // guards the fields below
 	// workers holds the running worker of each active room.
@@ -131,7 +136,11 @@ func New(cfg Config, deps Deps) (*Service, error) {
 		}
 		return remote(server, keyID)
 	}
-	return &Service{cfg: cfg, deps: deps, log: deps.Logger, workers: map[RoomID]*worker{}}, nil
+	m, err := newMetrics(deps.Metrics)
+	if err != nil {
+		return nil, fmt.Errorf("rooms: metrics: %w", err)
+	}
+	return &Service{cfg: cfg, deps: deps, log: deps.Logger, metrics: m, workers: map[RoomID]*worker{}}, nil
 }
 
 // Close stops every worker after it finishes the requests it holds. It is

@@ -3,6 +3,7 @@ package rooms
 import (
 	"context"
 	"errors"
+	"time"
 
 	"github.com/plexus-chat/plexus/internal/storage"
 )
@@ -109,14 +110,17 @@ func (t *txn) write(ctx context.Context) error {
 	}
 	w := t.w
 	b := &t.batch
+	start := time.Now()
 	if err := w.s.deps.Store.Commit(ctx, b); err != nil {
 		return err
 	}
+	elapsed := time.Since(start).Seconds()
 	var notify []*Stored
 	for i := range b.Events {
 		t.stored[i].StreamPos = b.Events[i].Record.StreamPos
 		notify = append(notify, t.stored[i])
 	}
+	w.s.metrics.observeCommit(notify, w.s.cfg.Signer.Server, elapsed)
 	if len(notify) > 0 {
 		w.s.deps.Listener.EventsStored(w.roomID, notify)
 	}

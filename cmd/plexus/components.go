@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 )
 
@@ -38,6 +39,16 @@ func (cs *components) start(ctx context.Context, name string, c component) error
 	cs.started = append(cs.started, named{name, c})
 	return nil
 }
+
+// adopt records an already open resource (one whose constructor did the
+// starting) so closeAll closes it in order.
+func (cs *components) adopt(name string, c io.Closer) {
+	cs.started = append(cs.started, named{name, closerComponent{c}})
+}
+
+type closerComponent struct{ io.Closer }
+
+func (closerComponent) Start(context.Context) error { return nil }
 
 // closeAll closes every started component, last started first, and returns
 // all their errors. A second call does nothing.

@@ -12,6 +12,8 @@ import (
 	"github.com/plexus-chat/plexus/internal/keyring"
 	"github.com/plexus-chat/plexus/internal/metrics"
 	"github.com/plexus-chat/plexus/internal/server"
+	"github.com/plexus-chat/plexus/internal/storage"
+	"github.com/plexus-chat/plexus/rooms"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -82,13 +84,32 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger) (err error)
 		}
 	}()
 
-	// Components start here in dependency order and close in reverse:
-	// storage first, then the room service and the API packages that
-	// register their routes on srv, then srv itself last, so that no
-	// request arrives before everything behind it is up.
-	//
-	//	if err := cs.start(ctx, "storage", db); err != nil { return err }
-	//	if err := cs.start(ctx, "rooms", rooms); err != nil { return err }
+	// Components start in dependency order and close in reverse: storage,
+	// then the room service, then srv last, so that no request arrives
+	// before everything behind it is up, and the HTTP server stops taking
+	// requests before the rooms finish their in-flight writes and the
+	// database closes.
+	db, err := storage.Open(ctx, cfg.DB, cfg.DataDir)
+	if err != nil {
+		return err
+	}
+	cs.adopt("storage", db)
+	log.Info("storage open", "backend", db.Backend())
+	var roomMetrics prometheus.Registerer
+	if reg != nil { // a nil *Registry in the interface would not read as nil
+		roomMetrics = reg
+	}
+	roomSvc, err := rooms.New(rooms.Config{
+		Signer: rooms.Signer{Server: rooms.ServerName(cfg.ServerName), KeyID: keys.KeyID(), Key: keys.PrivateKey()},
+	}, rooms.Deps{
+		Store:   db,
+		Logger:  log.With("component", "rooms"),
+		Metrics: roomMetrics,
+	})
+	if err != nil {
+		return err
+	}
+	cs.adopt("rooms", roomSvc)
 
 	if err := cs.start(ctx, "http", srv); err != nil {
 		if ctx.Err() != nil {
