@@ -9,16 +9,30 @@ import (
 
 	"github.com/plexus-chat/plexus/internal/cjson"
 	"github.com/plexus-chat/plexus/internal/storage"
+	"github.com/plexus-chat/plexus/internal/storage/storagetest"
 	"github.com/plexus-chat/plexus/rooms/internal/pdu"
 )
 
 // testNet is a set of servers that know each other's keys, as federation
 // would after fetching them.
 type testNet struct {
-	keys map[ServerName]ed25519.PublicKey
+	backend string // storagetest.SQLite or storagetest.Postgres
+	keys    map[ServerName]ed25519.PublicKey
 }
 
-func newTestNet() *testNet { return &testNet{keys: map[ServerName]ed25519.PublicKey{}} }
+func newTestNet() *testNet { return newTestNetOn(storagetest.SQLite) }
+
+func newTestNetOn(backend string) *testNet {
+	return &testNet{backend: backend, keys: map[ServerName]ed25519.PublicKey{}}
+}
+
+// onBackends runs f once per storage backend (PostgreSQL skips unless
+// PLEXUS_TEST_POSTGRES is set, and fails under PLEXUS_REQUIRE_POSTGRES=1).
+func onBackends(t *testing.T, f func(t *testing.T, net func() *testNet)) {
+	for _, b := range storagetest.Backends {
+		t.Run(b, func(t *testing.T) { f(t, func() *testNet { return newTestNetOn(b) }) })
+	}
+}
 
 func (n *testNet) finder(server ServerName, keyID string) (VerifyKey, bool) {
 	k, ok := n.keys[server]
@@ -46,8 +60,8 @@ func (n *testNet) server(t testing.TB, name string) *testServer {
 	seed := sha256.Sum256([]byte(name))
 	key := ed25519.NewKeyFromSeed(seed[:])
 	n.keys[ServerName(name)] = key.Public().(ed25519.PublicKey)
-	dir := t.TempDir()
-	store, err := storage.Open(context.Background(), "", dir)
+	dsn, dir := storagetest.Fresh(t, n.backend)
+	store, err := storage.Open(context.Background(), dsn, dir)
 	if err != nil {
 		t.Fatalf("open storage: %v", err)
 	}

@@ -25,10 +25,9 @@ func forge(t *testing.T, name string, v *pdu.Version, p pdu.Proto) *Event {
 
 // twoServerRoom: Alice on hs1 made a public room that hs2 has joined a copy
 // of; Bob on hs2 is a member.
-func twoServerRoom(t *testing.T, version string) (hs1, hs2 *testServer, room RoomID, tip *Event) {
+func twoServerRoom(t *testing.T, net *testNet, version string) (hs1, hs2 *testServer, room RoomID, tip *Event) {
 	t.Helper()
 	ctx := context.Background()
-	net := newTestNet()
 	hs1, hs2 = net.server(t, "hs1"), net.server(t, "hs2")
 	alice, bob := UserID("@alice:hs1"), UserID("@bob:hs2")
 	c, err := hs1.svc.Create(ctx, version, alice, mustContent(t, nil))
@@ -55,10 +54,14 @@ func twoServerRoom(t *testing.T, version string) (hs1, hs2 *testServer, room Roo
 }
 
 func TestReceivePipeline(t *testing.T) {
+	onBackends(t, testReceivePipeline)
+}
+
+func testReceivePipeline(t *testing.T, newNet func() *testNet) {
 	for _, version := range SupportedVersions() {
 		t.Run("v"+version, func(t *testing.T) {
 			ctx := context.Background()
-			hs1, hs2, room, tip := twoServerRoom(t, version)
+			hs1, hs2, room, tip := twoServerRoom(t, newNet(), version)
 			v := pdu.MustVersion(version)
 			bobMsg := hs2.send(t, room, "@bob:hs2", "m.room.message", nil, map[string]any{"body": "hi"}).Event
 
@@ -149,7 +152,7 @@ func TestReceivePipeline(t *testing.T) {
 // API, "Soft failure").
 func TestSoftFailBanEvasion(t *testing.T) {
 	ctx := context.Background()
-	hs1, _, room, bobJoin := twoServerRoom(t, "11")
+	hs1, _, room, bobJoin := twoServerRoom(t, newTestNet(), "11")
 	v := pdu.MustVersion("11")
 	ban := hs1.send(t, room, "@alice:hs1", pdu.TypeMember, str("@bob:hs2"), map[string]any{"membership": "ban"}).Event
 	cur := hs1.current(t, room)

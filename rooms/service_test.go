@@ -10,9 +10,13 @@ import (
 )
 
 func TestLocalAppendLinear(t *testing.T) {
+	onBackends(t, testLocalAppendLinear)
+}
+
+func testLocalAppendLinear(t *testing.T, newNet func() *testNet) {
 	for _, version := range SupportedVersions() {
 		t.Run("v"+version, func(t *testing.T) {
-			net := newTestNet()
+			net := newNet()
 			hs := net.server(t, "hs1")
 			alice := UserID("@alice:hs1")
 			create, err := hs.svc.Create(context.Background(), version, alice, mustContent(t, nil))

@@ -2,92 +2,21 @@ package storage
 
 import (
 	"context"
-	"crypto/rand"
-	"database/sql"
-	"encoding/hex"
 	"fmt"
-	"net/url"
-	"os"
 	"testing"
-	"time"
+
+	"github.com/plexus-chat/plexus/internal/storage/storagetest"
 )
 
-// Environment variables that select the PostgreSQL backend for tests.
-const (
-	envPostgres        = "PLEXUS_TEST_POSTGRES"    // DSN of a server we may create databases on
-	envRequirePostgres = "PLEXUS_REQUIRE_POSTGRES" // "1": a missing or unreachable server fails the run
-)
-
-// backend is one database the suites run against. fresh returns the DSN and
-// data dir of a new, empty store and registers its removal with tb.Cleanup.
+// backend is one database the suites run against.
 type backend struct {
 	name  string
 	fresh func(tb testing.TB) (dsn, dataDir string)
 }
 
 var backends = []backend{
-	{name: "sqlite", fresh: freshSQLite},
-	{name: "postgres", fresh: freshPostgres},
-}
-
-func freshSQLite(tb testing.TB) (string, string) {
-	return "", tb.TempDir()
-}
-
-// freshPostgres creates a database of its own on the server named by
-// PLEXUS_TEST_POSTGRES, so that concurrent runs never share tables, and drops
-// it at cleanup. Without the variable it skips, unless
-// PLEXUS_REQUIRE_POSTGRES=1, when CI needs the run to fail instead.
-func freshPostgres(tb testing.TB) (string, string) {
-	tb.Helper()
-	require := os.Getenv(envRequirePostgres) == "1"
-	unavailable := func(format string, args ...any) {
-		tb.Helper()
-		if require {
-			tb.Fatalf("%s=1 but "+format, append([]any{envRequirePostgres}, args...)...)
-		}
-		tb.Skipf(format, args...)
-	}
-	base := os.Getenv(envPostgres)
-	if base == "" {
-		unavailable("%s is not set", envPostgres)
-	}
-	u, err := url.Parse(base)
-	if err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
-		tb.Fatalf("%s must be a postgres:// URL: %q", envPostgres, base)
-	}
-	admin, err := sql.Open("pgx", base)
-	if err != nil {
-		tb.Fatalf("open %s: %v", envPostgres, err)
-	}
-	defer admin.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := admin.PingContext(ctx); err != nil {
-		unavailable("PostgreSQL at %s unreachable: %v", redact(base), err)
-	}
-	var b [6]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		tb.Fatal(err)
-	}
-	name := "plexus_test_" + hex.EncodeToString(b[:])
-	if _, err := admin.ExecContext(ctx, "CREATE DATABASE "+name); err != nil {
-		tb.Fatalf("create database: %v", err)
-	}
-	tb.Cleanup(func() {
-		admin, err := sql.Open("pgx", base)
-		if err != nil {
-			tb.Errorf("drop database %s: %v", name, err)
-			return
-		}
-		defer admin.Close()
-		// WITH (FORCE) ends connections a failed test left open.
-		if _, err := admin.Exec("DROP DATABASE IF EXISTS " + name + " WITH (FORCE)"); err != nil {
-			tb.Errorf("drop database %s: %v", name, err)
-		}
-	})
-	u.Path = "/" + name
-	return u.String(), ""
+	{name: "sqlite", fresh: func(tb testing.TB) (string, string) { return storagetest.Fresh(tb, storagetest.SQLite) }},
+	{name: "postgres", fresh: func(tb testing.TB) (string, string) { return storagetest.Fresh(tb, storagetest.Postgres) }},
 }
 
 // harness is one open store under test.
