@@ -13,7 +13,7 @@ import (
 )
 
 // benchRoom makes a room with Alice joined and a public join rule.
-func benchRoom(b *testing.B, s *testServer, version string) RoomID {
+func benchRoom(b testing.TB, s *testServer, version string) RoomID {
 	b.Helper()
 	alice := UserID("@alice:" + string(s.name))
 	c, err := s.svc.Create(context.Background(), version, alice, mustContent(b, nil))

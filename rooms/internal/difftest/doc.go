@@ -22,7 +22,9 @@
 //	go test ./rooms/internal/difftest -run 'TestDifferential/v11/seed=17$' -v
 //
 // With DIFFTEST_DUMP=dir set, the inputs of an unexplained state
-// resolution disagreement are written to dir as JSON for offline study.
+// resolution disagreement are written to dir as JSON for offline study;
+// with DIFFTEST_EXPLAIN=1, the first event excused by each auth exception
+// is logged.
 //
 // The package has no non-test code apart from this file.
 package difftest

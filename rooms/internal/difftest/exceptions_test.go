@@ -118,10 +118,11 @@ const (
 	// with the ban level alone (membershipAllowedOther).
 	exceptionUnbanKickLevel = "gmsl/unban-ignores-kick-level-and-target-level"
 
-	// exceptionJoinUnknownRule: rule 4.3: a join is allowed for an
-	// invited or joined user only under the invite, knock (4.3.4) and
-	// restricted rules (4.3.5.1); under any other join rule (e.g.
-	// "private") it falls through to 4.3.7 "Otherwise, reject".
+	// exceptionJoinUnknownRule: rule 4.3: a join is allowed under the
+	// public rule (4.3.6), and for an invited or joined user under the
+	// invite and knock rules (4.3.4) and the restricted ones (4.3.5.1);
+	// under any other join rule (e.g. "private") it falls through to
+	// 4.3.7 "Otherwise, reject".
 	// gomatrixserverlib allows invite->join and join->join under every
 	// join rule (membershipAllowedSelf).
 	exceptionJoinUnknownRule = "gmsl/join-under-unknown-join-rule"
