@@ -80,6 +80,12 @@ func (s *Service) Create(ctx context.Context, version string, sender UserID, con
 	if err != nil {
 		return nil, err
 	}
+	return s.storeCreate(ctx, v, ev)
+}
+
+// storeCreate checks a create event against auth rule 1 (the only rule
+// that applies to it) and stores it as the root of a new room.
+func (s *Service) storeCreate(ctx context.Context, v *pdu.Version, ev *Event) (*Stored, error) {
 	if err := auth.Allowed(ev, func(pdu.StateTuple) *pdu.Event { return nil }); err != nil {
 		return nil, err
 	}
@@ -267,12 +273,5 @@ func (s *Service) Begin(ctx context.Context, data []byte) (*Stored, error) {
 	if !ev.CheckContentHash() {
 		return nil, &pdu.FormatError{Field: "hashes", Reason: "content hash mismatch on m.room.create"}
 	}
-	if err := auth.Allowed(ev, func(pdu.StateTuple) *pdu.Event { return nil }); err != nil {
-		return nil, err
-	}
-	r, err := s.do(ctx, ev.RoomID(), &request{kind: reqCreate, create: &createRequest{version: v, event: ev}})
-	if err != nil {
-		return nil, err
-	}
-	return r.stored, nil
+	return s.storeCreate(ctx, v, ev)
 }

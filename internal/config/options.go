@@ -7,6 +7,8 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+
+	"github.com/plexus-chat/plexus/internal/servername"
 )
 
 // option is one setting, settable as a flag and as a YAML key.
@@ -96,7 +98,7 @@ var crossChecks = []func(*Config) error{
 }
 
 func parseServerName(s string) (string, error) {
-	if err := checkServerName(s); err != nil {
+	if err := servername.CheckOwn(s); err != nil {
 		return "", err
 	}
 	return s, nil

@@ -227,10 +227,10 @@ func (w *commitTx) precheck(ctx context.Context) error {
 		})
 }
 
-// events inserts new event rows and their edges, and de-outliers stored
+// events inserts new event rows and their auth edges, and de-outliers stored
 // outliers, assigning stream positions in batch order.
 func (w *commitTx) events(ctx context.Context) error {
-	var eventArgs, prevArgs, authArgs []any
+	var eventArgs, authArgs []any
 	for i := range w.b.Events {
 		r := &w.b.Events[i].Record
 		w.db.lastPos++
@@ -247,18 +247,12 @@ func (w *commitTx) events(ctx context.Context) error {
 		}
 		eventArgs = append(eventArgs, r.StreamPos, r.EventID, r.RoomID, r.Type, stateKey, r.Depth, r.OriginServerTS,
 			r.JSON, encodeIDs(r.PrevEvents), encodeIDs(r.AuthEvents), r.Rejected, r.SoftFailed, r.Outlier, r.StateGroup)
-		for _, p := range r.PrevEvents {
-			prevArgs = append(prevArgs, r.EventID, p)
-		}
 		for _, a := range r.AuthEvents {
 			authArgs = append(authArgs, r.EventID, a)
 		}
 	}
 	c := w.db.wstmts
 	if err := insertEvents.exec(ctx, c, w.tx, eventArgs); err != nil {
-		return err
-	}
-	if err := insertPrevEdges.exec(ctx, c, w.tx, prevArgs); err != nil {
 		return err
 	}
 	return insertAuthEdges.exec(ctx, c, w.tx, authArgs)
@@ -270,12 +264,7 @@ var (
 			json, prev_events, auth_events, rejected, soft_failed, outlier, state_group) VALUES `,
 		cols: 14,
 	}
-	// DO NOTHING: a PDU may list the same prev or auth event twice.
-	insertPrevEdges = &bulkInsert{
-		head: `INSERT INTO event_edges (event_id, prev_id) VALUES `,
-		tail: ` ON CONFLICT DO NOTHING`,
-		cols: 2,
-	}
+	// DO NOTHING: a PDU may list the same auth event twice.
 	insertAuthEdges = &bulkInsert{
 		head: `INSERT INTO event_auth_edges (event_id, auth_id) VALUES `,
 		tail: ` ON CONFLICT DO NOTHING`,

@@ -1,5 +1,5 @@
 // Package storage is the persistent store for the room event graph: events,
-// their prev/auth edges, per-event state as delta-encoded state groups, each
+// their auth edges, per-event state as delta-encoded state groups, each
 // room's forward extremities and current state, and the prev events the server
 // still lacks.
 //

@@ -82,7 +82,7 @@ func (h *harness) count(table string) int {
 	return n
 }
 
-var allTables = []string{"rooms", "events", "event_edges", "event_auth_edges", "state_groups",
+var allTables = []string{"rooms", "events", "event_auth_edges", "state_groups",
 	"state_group_entries", "room_extremities", "current_state", "missing_prevs"}
 
 // snapshot summarises everything a Commit can change, for before/after

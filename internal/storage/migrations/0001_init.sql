@@ -27,15 +27,10 @@ CREATE TABLE events (
     state_group      BIGINT NOT NULL DEFAULT 0 -- 0: no state (outlier or rejected)
 );
 
--- Edges point at IDs, not rows: a prev or auth event may not be stored yet.
-CREATE TABLE event_edges (
-    event_id {{ID}} NOT NULL REFERENCES events (event_id),
-    prev_id  {{ID}} NOT NULL,
-    PRIMARY KEY (event_id, prev_id)
-){{WITHOUT_ROWID}};
-
--- Finds the events that name a given prev event (backfill, extremities).
-CREATE INDEX event_edges_prev ON event_edges (prev_id);
+-- prev_events live only in events.prev_events: nothing queries them by
+-- key yet, and an edge table with a random-keyed primary key and index
+-- costs two scattered page writes per event. The auth edges below are
+-- different: the auth-chain walk needs them indexed.
 
 -- The primary key serves the recursive auth-chain walk: each step looks up
 -- the auth events of one event ID.

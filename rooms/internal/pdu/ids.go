@@ -2,10 +2,10 @@ package pdu
 
 import (
 	"fmt"
-	"net/netip"
-	"strconv"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/plexus-chat/plexus/internal/servername"
 )
 
 // Typed identifiers (appendices, "Common Identifier Format"). Values of
@@ -24,47 +24,13 @@ const maxIDLength = 255
 
 // ParseServerName checks the server name grammar (appendices, "Server
 // Name"): hostname, IPv4 literal or bracketed IPv6 literal, optional port.
+// The same check guards our own name in the configuration.
 func ParseServerName(s string) (ServerName, error) {
-	if s == "" || len(s) > maxIDLength {
-		return "", fmt.Errorf("invalid server name %q: length", s)
+	if len(s) > maxIDLength {
+		return "", fmt.Errorf("invalid server name: longer than %d bytes", maxIDLength)
 	}
-	host, port := s, ""
-	if strings.HasPrefix(s, "[") {
-		end := strings.IndexByte(s, ']')
-		if end < 0 {
-			return "", fmt.Errorf("invalid server name %q: unterminated IPv6 literal", s)
-		}
-		host, port = s[:end+1], s[end+1:]
-		addr, err := netip.ParseAddr(host[1 : len(host)-1])
-		if err != nil || !addr.Is6() || addr.Zone() != "" {
-			return "", fmt.Errorf("invalid server name %q: bad IPv6 literal", s)
-		}
-		if port != "" && port[0] != ':' {
-			return "", fmt.Errorf("invalid server name %q: junk after IPv6 literal", s)
-		}
-	} else if i := strings.LastIndexByte(s, ':'); i >= 0 {
-		host, port = s[:i], s[i:]
-	}
-	if port != "" {
-		p := port[1:]
-		n, err := strconv.Atoi(p)
-		if err != nil || p == "" || len(p) > 5 || n < 0 || n > 65535 || strings.TrimLeft(p, "0123456789") != "" {
-			return "", fmt.Errorf("invalid server name %q: bad port", s)
-		}
-	}
-	if strings.HasPrefix(host, "[") {
-		return ServerName(s), nil
-	}
-	if host == "" {
-		return "", fmt.Errorf("invalid server name %q: empty host", s)
-	}
-	// dns-name = 1*255dns-char, dns-char = DIGIT / ALPHA / "-" / "."; an
-	// IPv4 literal is made of the same characters.
-	for i := 0; i < len(host); i++ {
-		c := host[i]
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '.') {
-			return "", fmt.Errorf("invalid server name %q: bad character %q", s, c)
-		}
+	if err := servername.Check(s); err != nil {
+		return "", fmt.Errorf("invalid server name %q: %w", s, err)
 	}
 	return ServerName(s), nil
 }

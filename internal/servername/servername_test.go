@@ -1,11 +1,11 @@
-package config
+package servername
 
 import (
 	"strings"
 	"testing"
 )
 
-func TestCheckServerName(t *testing.T) {
+func TestCheckOwn(t *testing.T) {
 	tests := []struct {
 		in      string
 		wantErr string // "" for valid
@@ -57,66 +57,27 @@ func TestCheckServerName(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.in, func(t *testing.T) {
-			err := checkServerName(tt.in)
+			err := CheckOwn(tt.in)
 			switch {
 			case tt.wantErr == "" && err != nil:
-				t.Errorf("checkServerName(%q) = %v, want valid", tt.in, err)
+				t.Errorf("CheckOwn(%q) = %v, want valid", tt.in, err)
 			case tt.wantErr != "" && err == nil:
-				t.Errorf("checkServerName(%q) = nil, want error containing %q", tt.in, tt.wantErr)
+				t.Errorf("CheckOwn(%q) = nil, want error containing %q", tt.in, tt.wantErr)
 			case tt.wantErr != "" && !strings.Contains(err.Error(), tt.wantErr):
-				t.Errorf("checkServerName(%q) = %v, want error containing %q", tt.in, err, tt.wantErr)
+				t.Errorf("CheckOwn(%q) = %v, want error containing %q", tt.in, err, tt.wantErr)
 			}
 		})
 	}
 }
 
-func TestCheckListen(t *testing.T) {
-	tests := []struct {
-		in      string
-		wantErr string
-	}{
-		{"127.0.0.1:8008", ""},
-		{":8008", ""},
-		{"0.0.0.0:0", ""},
-		{"[::1]:8008", ""},
-		{"[::]:443", ""},
-		{"[fe80::1%eth0]:80", ""},
-		{"localhost:8008", ""},
-		{"127.0.0.1", "want host:port"},
-		{"", "want host:port"},
-		{"127.0.0.1:", "1 to 5 digits"},
-		{"127.0.0.1:http", "decimal digits"},
-		{"127.0.0.1:70000", "out of range"},
-		{"::1:8008", "want host:port"},
-		{"[::1:8008", "want host:port"},
-		{"[]:80", "want host:port"},
-		{"[nothex]:80", "want host:port"},
-		{"a]b:80", "want host:port"},
-		{"bad_host:80", "invalid character '_'"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.in, func(t *testing.T) {
-			err := checkListen(tt.in)
-			switch {
-			case tt.wantErr == "" && err != nil:
-				t.Errorf("checkListen(%q) = %v, want valid", tt.in, err)
-			case tt.wantErr != "" && err == nil:
-				t.Errorf("checkListen(%q) = nil, want error containing %q", tt.in, tt.wantErr)
-			case tt.wantErr != "" && !strings.Contains(err.Error(), tt.wantErr):
-				t.Errorf("checkListen(%q) = %v, want error containing %q", tt.in, err, tt.wantErr)
-			}
-		})
-	}
-}
-
-// FuzzServerName checks that the validator never panics and that whatever it
+// FuzzCheck checks that the validator never panics and that whatever it
 // accepts is made only of the grammar's characters and has at most one port.
-func FuzzServerName(f *testing.F) {
+func FuzzCheckOwn(f *testing.F) {
 	for _, s := range []string{"matrix.org", "1.2.3.4:1234", "[1234:5678::abcd]:5678", "a..b", "[", "]:", "x:99999"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
-		if checkServerName(s) != nil {
+		if CheckOwn(s) != nil {
 			return
 		}
 		for _, r := range s {
@@ -128,4 +89,30 @@ func FuzzServerName(f *testing.F) {
 			t.Fatalf("accepted %q of length %d", s, len(s))
 		}
 	})
+}
+
+// TestCheckIsTheGrammar: remote names are held to the grammar only, so
+// names that CheckOwn refuses for our own use still pass Check.
+func TestCheckIsTheGrammar(t *testing.T) {
+	for _, tt := range []struct {
+		in      string
+		grammar bool
+		ownToo  bool
+	}{
+		{"example.com", true, true},
+		{"example.com.", true, false},
+		{"domain:0", true, false},
+		{strings.Repeat("a", 64) + ".example", true, false},
+		{"1.2.3.999", true, false},
+		{"exa_mple.com", false, false},
+		{"[::1", false, false},
+		{"host:99999", false, false},
+	} {
+		if got := Check(tt.in) == nil; got != tt.grammar {
+			t.Errorf("Check(%q) ok = %v, want %v", tt.in, got, tt.grammar)
+		}
+		if got := CheckOwn(tt.in) == nil; got != tt.ownToo {
+			t.Errorf("CheckOwn(%q) ok = %v, want %v", tt.in, got, tt.ownToo)
+		}
+	}
 }

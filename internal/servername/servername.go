@@ -1,4 +1,4 @@
-package config
+package servername
 
 import (
 	"errors"
@@ -8,7 +8,7 @@ import (
 	"strings"
 )
 
-// checkServerName validates a server name against the grammar of the spec
+// CheckOwn validates our own server name against the grammar of the spec
 // appendices, "Server Name":
 //
 //	server_name = hostname [ ":" port ]
@@ -23,9 +23,17 @@ import (
 // characters). The port must be 1-65535, since this is our own name and must
 // be reachable. Upper case is allowed: the spec only advises against it.
 //
-// TODO(ids): move to the typed ServerName once the ID package exists, so
-// that remote server names are checked by the same code.
-func checkServerName(s string) error {
+// Our own name (config) and remote names (rooms/internal/pdu) are checked
+// by this one function.
+func CheckOwn(s string) error { return check(s, true) }
+
+// Check validates a server name seen in an identifier or event: the bare
+// grammar, accepting what it allows (a trailing dot, port 0, labels over 63
+// characters), because rejecting a remote server's name would reject its
+// events while other servers accept them.
+func Check(s string) error { return check(s, false) }
+
+func check(s string, strict bool) error {
 	if s == "" {
 		return errors.New("must not be empty")
 	}
@@ -52,12 +60,16 @@ func checkServerName(s string) error {
 		if strings.Contains(host, ":") {
 			return errors.New("an IPv6 address must be written in brackets, e.g. [::1]:8448")
 		}
-		if err := checkHostname(host); err != nil {
+		if err := checkHost(host, strict); err != nil {
 			return err
 		}
 	}
+	minPort := 0
+	if strict {
+		minPort = 1
+	}
 	if hasPort {
-		if err := checkPort(port, 1); err != nil {
+		if err := CheckPort(port, minPort); err != nil {
 			return err
 		}
 	}
@@ -82,8 +94,10 @@ func checkIPv6Literal(a string) error {
 	return nil
 }
 
-// checkHostname checks a dns-name or IPv4 literal.
-func checkHostname(h string) error {
+// CheckHost checks a dns-name or IPv4 literal.
+func CheckHost(h string) error { return checkHost(h, true) }
+
+func checkHost(h string, strict bool) error {
 	if h == "" {
 		return errors.New("hostname must not be empty")
 	}
@@ -94,6 +108,9 @@ func checkHostname(h string) error {
 		if !isAlnum(r) && r != '-' && r != '.' {
 			return fmt.Errorf("hostname has invalid character %q: only letters, digits, '-' and '.' are allowed", r)
 		}
+	}
+	if !strict {
+		return nil
 	}
 	labels := strings.Split(h, ".")
 	for _, l := range labels {
@@ -133,8 +150,8 @@ func isIPv4Shaped(labels []string) bool {
 	return true
 }
 
-// checkPort checks 1*5DIGIT in the range [min, 65535].
-func checkPort(p string, min int) error {
+// CheckPort checks 1*5DIGIT in the range [min, 65535].
+func CheckPort(p string, min int) error {
 	if p == "" || len(p) > 5 {
 		return fmt.Errorf("port %q must be 1 to 5 digits", p)
 	}
@@ -148,54 +165,6 @@ func checkPort(p string, min int) error {
 		return fmt.Errorf("port %s is out of range %d-65535", p, min)
 	}
 	return nil
-}
-
-// checkListen checks a listen address: host:port where host is empty (all
-// interfaces), an IP literal ([...] for IPv6) or a hostname, and port is
-// 0-65535 (0 asks the kernel for a free port).
-func checkListen(s string) error {
-	const want = "want host:port, e.g. 127.0.0.1:8008, [::1]:8008 or :8008 for all interfaces"
-	host, port, err := splitHostPort(s)
-	if err != nil {
-		return errors.New(want)
-	}
-	if err := checkPort(port, 0); err != nil {
-		return err
-	}
-	if host == "" {
-		return nil
-	}
-	if _, err := netip.ParseAddr(host); err == nil {
-		return nil
-	}
-	return checkHostname(host)
-}
-
-// splitHostPort is like net.SplitHostPort, and insists on brackets around
-// IPv6 hosts, since "::1:8008" is ambiguous.
-func splitHostPort(s string) (host, port string, err error) {
-	i := strings.LastIndexByte(s, ':')
-	if i < 0 {
-		return "", "", errors.New("missing port")
-	}
-	host, port = s[:i], s[i+1:]
-	if strings.HasPrefix(host, "[") {
-		if !strings.HasSuffix(host, "]") {
-			return "", "", errors.New("missing ']'")
-		}
-		host = host[1 : len(host)-1]
-		if host == "" {
-			return "", "", errors.New("empty IPv6 literal")
-		}
-		if _, err := netip.ParseAddr(host); err != nil {
-			return "", "", err
-		}
-	} else if strings.ContainsAny(host, "[]") {
-		return "", "", errors.New("stray bracket")
-	} else if strings.Contains(host, ":") {
-		return "", "", errors.New("IPv6 host without brackets")
-	}
-	return host, port, nil
 }
 
 func isAlnum(r rune) bool {
