@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/plexus-chat/plexus/internal/storage/storagetest"
 	"github.com/plexus-chat/plexus/rooms/internal/pdu"
 )
 
@@ -29,40 +30,50 @@ func benchRoom(b testing.TB, s *testServer, version string) RoomID {
 // BenchmarkAppendLocal measures local events appended per second, with
 // many concurrent senders so the worker can batch (as a busy server would).
 func BenchmarkAppendLocal(b *testing.B) {
-	for _, rooms := range []int{1, 100} {
-		b.Run(fmt.Sprintf("rooms=%d", rooms), func(b *testing.B) {
-			net := newTestNet()
-			s := net.server(b, "bench")
-			ids := make([]RoomID, rooms)
-			for i := range ids {
-				ids[i] = benchRoom(b, s, DefaultVersion)
-			}
-			alice := UserID("@alice:bench")
-			content := mustContent(b, map[string]any{"body": "hello world", "msgtype": "m.text"})
-			var n atomic.Int64
-			b.SetParallelism(64)
-			b.ResetTimer()
-			start := time.Now()
-			b.RunParallel(func(pb *testing.PB) {
-				for pb.Next() {
-					i := n.Add(1)
-					room := ids[int(i)%len(ids)]
-					if _, err := s.svc.Append(context.Background(), room, LocalEvent{Type: "m.room.message", Sender: alice, Content: content}); err != nil {
-						b.Error(err)
-						return
-					}
-				}
+	for _, backend := range storagetest.Backends {
+		for _, rooms := range []int{1, 100} {
+			b.Run(fmt.Sprintf("%s/rooms=%d", backend, rooms), func(b *testing.B) {
+				benchAppendLocal(b, newTestNetOn(backend), rooms)
 			})
-			b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "events/s")
-		})
+		}
 	}
+}
+
+func benchAppendLocal(b *testing.B, net *testNet, rooms int) {
+	s := net.server(b, "bench")
+	ids := make([]RoomID, rooms)
+	for i := range ids {
+		ids[i] = benchRoom(b, s, DefaultVersion)
+	}
+	alice := UserID("@alice:bench")
+	content := mustContent(b, map[string]any{"body": "hello world", "msgtype": "m.text"})
+	var n atomic.Int64
+	b.SetParallelism(64)
+	b.ResetTimer()
+	start := time.Now()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			i := n.Add(1)
+			room := ids[int(i)%len(ids)]
+			if _, err := s.svc.Append(context.Background(), room, LocalEvent{Type: "m.room.message", Sender: alice, Content: content}); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "events/s")
 }
 
 // BenchmarkAdmitRemote measures remote events admitted per second (parse,
 // signature verification, hash, auth against auth events and state,
 // persist), delivered in federation-sized transactions of 50 PDUs.
 func BenchmarkAdmitRemote(b *testing.B) {
-	net := newTestNet()
+	for _, backend := range storagetest.Backends {
+		b.Run(backend, func(b *testing.B) { benchAdmitRemote(b, newTestNetOn(backend)) })
+	}
+}
+
+func benchAdmitRemote(b *testing.B, net *testNet) {
 	origin := net.server(b, "origin")
 	room := benchRoom(b, origin, DefaultVersion)
 	alice := UserID("@alice:origin")
