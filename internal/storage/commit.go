@@ -22,42 +22,51 @@ func (db *DB) Commit(ctx context.Context, b *Batch) error {
 	if err := validateBatch(b); err != nil {
 		return err
 	}
-	select {
-	case db.writeSem <- struct{}{}:
-	case <-ctx.Done():
-		return fmt.Errorf("storage: commit %s: %w", b.RoomID, ctx.Err())
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("storage: commit %s: %w", b.RoomID, err)
 	}
-	defer func() { <-db.writeSem }()
-	if db.closed {
-		return errClosed
-	}
+	return db.group.commit(ctx, b)
+}
 
+// commitOne writes one batch in its own transaction. The caller holds
+// writeSem.
+func (db *DB) commitOne(ctx context.Context, b *Batch) error {
 	w := &commitTx{db: db, b: b, src: &overlay{shared: db.groups}}
 	savedPos, savedGroup := db.lastPos, db.lastGroup
 	attempted, err := w.run(ctx)
 	// The writer connection is free again: prepare statements that missed.
 	db.wstmts.warm(ctx)
 	if err != nil {
-		// Whatever the failure, the room is re-read next time.
-		delete(db.rooms, b.RoomID)
-		for i := range b.Events {
-			b.Events[i].Record.StreamPos = 0
-			b.Events[i].Record.StateGroup = 0
-		}
-		// A failed COMMIT may still have reached the disk, so only hand
-		// numbers out again when the transaction certainly rolled back.
-		if !attempted {
-			db.lastPos, db.lastGroup = savedPos, savedGroup
-		}
+		db.forget(b, !attempted, savedPos, savedGroup)
 		return fmt.Errorf("storage: commit %s: %w", b.RoomID, err)
 	}
-	w.src.publish()
-	db.rooms[b.RoomID] = w.meta
-	for i := range b.Events {
-		db.recent.add(b.Events[i].Record.EventID, w.groups[b.Events[i].Record.EventID])
-	}
+	w.publish()
 	db.maxPos.Store(db.lastPos)
 	return nil
+}
+
+// forget undoes what a failed batch left in memory. Numbers are handed
+// out again only when the transaction certainly rolled back: a failed
+// COMMIT may still have reached the disk.
+func (db *DB) forget(b *Batch, rolledBack bool, savedPos, savedGroup int64) {
+	// Whatever the failure, the room is re-read next time.
+	delete(db.rooms, b.RoomID)
+	for i := range b.Events {
+		b.Events[i].Record.StreamPos = 0
+		b.Events[i].Record.StateGroup = 0
+	}
+	if rolledBack {
+		db.lastPos, db.lastGroup = savedPos, savedGroup
+	}
+}
+
+// publish makes a committed batch's facts visible to later batches.
+func (w *commitTx) publish() {
+	w.src.publish()
+	w.db.rooms[w.b.RoomID] = w.meta
+	for i := range w.b.Events {
+		w.db.recent.add(w.b.Events[i].Record.EventID, w.groups[w.b.Events[i].Record.EventID])
+	}
 }
 
 // validateBatch rejects malformed batches before any I/O.
@@ -135,6 +144,17 @@ func (w *commitTx) run(ctx context.Context) (attempted bool, err error) {
 	}
 	defer tx.Rollback() //nolint:errcheck // a no-op after Commit
 	w.tx = tx
+	if err := w.steps(ctx); err != nil {
+		return false, err
+	}
+	if err := tx.Commit(); err != nil {
+		return true, fmt.Errorf("commit: %w", err)
+	}
+	return true, nil
+}
+
+// steps writes the batch inside w.tx.
+func (w *commitTx) steps(ctx context.Context) error {
 	steps := []func(context.Context) error{
 		w.room,
 		w.precheck,
@@ -147,14 +167,18 @@ func (w *commitTx) run(ctx context.Context) (attempted bool, err error) {
 	}
 	for _, step := range steps {
 		if err := step(ctx); err != nil {
-			return false, err
+			return err
 		}
 	}
-	if err := tx.Commit(); err != nil {
-		return true, fmt.Errorf("commit: %w", err)
+	if afterStepsHook != nil {
+		return afterStepsHook(w.b)
 	}
-	return true, nil
+	return nil
 }
+
+// afterStepsHook, set only by tests, can fail a batch after all its rows
+// are written, to prove that the failure takes them all back.
+var afterStepsHook func(*Batch) error
 
 func (w *commitTx) stmt(ctx context.Context, query string) (*sql.Stmt, error) {
 	return w.db.wstmts.fixed(ctx, w.tx, query)

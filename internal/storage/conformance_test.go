@@ -34,6 +34,7 @@ func TestConformance(t *testing.T) {
 		{"close is idempotent", testClose},
 		{"statements are prepared once", testStatementCache},
 		{"state and auth walks use indexes", testQueryPlans},
+		{"group commit isolates a bad batch", testGroupCommit},
 	}
 	for _, be := range backends {
 		t.Run(be.name, func(t *testing.T) {

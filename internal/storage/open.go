@@ -49,6 +49,9 @@ type DB struct {
 	// waiting for an in-flight Commit.
 	maxPos atomic.Int64
 
+	// group merges concurrent Commits into shared transactions.
+	group grouper
+
 	closeOnce sync.Once
 	closeErr  error
 }
@@ -76,6 +79,7 @@ func Open(ctx context.Context, dsn string, dataDir string) (*DB, error) {
 		rooms:    map[string]roomMeta{},
 		recent:   recentGroups{max: recentGroupsMax},
 	}
+	db.group.db = db
 	if err := db.open(ctx, t); err != nil {
 		db.closeHandles()
 		return nil, err
