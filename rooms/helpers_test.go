@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/sha256"
+	"sync"
 	"testing"
 	"time"
 
@@ -51,9 +52,17 @@ type testServer struct {
 
 // clock is a deterministic, advancing clock so event timestamps are
 // reproducible across runs.
-type clock struct{ t time.Time }
+type clock struct {
+	mu sync.Mutex // guards t
+	t  time.Time
+}
 
-func (c *clock) now() time.Time { c.t = c.t.Add(time.Millisecond); return c.t }
+func (c *clock) now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(time.Millisecond)
+	return c.t
+}
 
 func (n *testNet) server(t testing.TB, name string) *testServer {
 	t.Helper()

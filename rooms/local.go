@@ -76,11 +76,21 @@ func (s *Service) Create(ctx context.Context, version string, sender UserID, con
 		}
 		p.RoomID = id
 	}
-	ev, err := p.Build(v, s.cfg.Signer)
-	if err != nil {
-		return nil, err
+	// In room version 12 the room ID is the create event's hash, so two
+	// rooms created by the same user with the same content in the same
+	// millisecond would collide: move the timestamp on and try again.
+	for attempt := 0; ; attempt++ {
+		ev, err := p.Build(v, s.cfg.Signer)
+		if err != nil {
+			return nil, err
+		}
+		st, err := s.storeCreate(ctx, v, ev)
+		if errors.Is(err, ErrRoomExists) && v.RoomIDIsCreateHash && attempt < 8 {
+			p.OriginServerTS++
+			continue
+		}
+		return st, err
 	}
-	return s.storeCreate(ctx, v, ev)
 }
 
 // storeCreate checks a create event against auth rule 1 (the only rule

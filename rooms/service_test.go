@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"testing"
+	"time"
 
 	"github.com/plexus-chat/plexus/internal/storage"
 	"github.com/plexus-chat/plexus/rooms/internal/pdu"
@@ -120,5 +121,26 @@ func TestLocalEventRefusedLeavesNothing(t *testing.T) {
 	}
 	if _, err := hs.svc.Append(context.Background(), "!nope:hs1", LocalEvent{Type: "m.room.message", Sender: alice, Content: mustContent(t, nil)}); !errors.Is(err, ErrUnknownRoom) {
 		t.Fatalf("unknown room: got %v, want ErrUnknownRoom", err)
+	}
+}
+
+// TestCreateSameMillisecond: in room version 12 the room ID is the create
+// event's hash, so identical create requests in one millisecond must still
+// give distinct rooms.
+func TestCreateSameMillisecond(t *testing.T) {
+	net := newTestNet()
+	hs := net.server(t, "hs1")
+	frozen := time.UnixMilli(1_700_000_000_000)
+	hs.svc.deps.Now = func() time.Time { return frozen }
+	seen := map[RoomID]bool{}
+	for i := 0; i < 3; i++ {
+		c, err := hs.svc.Create(context.Background(), "12", "@alice:hs1", mustContent(t, nil))
+		if err != nil {
+			t.Fatalf("create %d: %v", i, err)
+		}
+		if seen[c.Event.RoomID()] {
+			t.Fatalf("room %s created twice", c.Event.RoomID())
+		}
+		seen[c.Event.RoomID()] = true
 	}
 }
