@@ -156,7 +156,13 @@ func (w *worker) admit(ctx context.Context, tx *txn, x *incoming) *result {
 	if ev.RoomID() != w.roomID {
 		return &result{err: &pdu.FormatError{Field: "room_id", Reason: fmt.Sprintf("event is for %s, not %s", ev.RoomID(), w.roomID)}}
 	}
-	if ev.Type() == pdu.TypeCreate && ev.StateKeyIs("") {
+	isCreate := ev.Type() == pdu.TypeCreate && ev.StateKeyIs("")
+	if !isCreate && len(ev.PrevEvents()) == 0 {
+		// Only the create event starts a graph; anything else without a
+		// parent cannot be placed, and would be a second root.
+		return &result{err: &pdu.FormatError{Field: "prev_events", Reason: "empty on an event other than m.room.create"}}
+	}
+	if isCreate {
 		// The create event is the room: it arrives with the room (join),
 		// never on its own into an existing room.
 		if ev.ID() == st.create.ID() {
@@ -252,7 +258,13 @@ func (w *worker) place(ctx context.Context, tx *txn, k *known) *result {
 			}
 			r := w.placeOne(ctx, tx, ck)
 			if r.err != nil {
-				return r
+				if isFatal(r.err) {
+					return r
+				}
+				// The child stays held; the event that freed it is
+				// stored all the same.
+				w.log.Warn("could not place a held event", "event", c, "err", r.err)
+				continue
 			}
 			if !ck.outlier {
 				queue = append(queue, c)

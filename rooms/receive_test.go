@@ -90,8 +90,14 @@ func testReceivePipeline(t *testing.T, newNet func() *testNet) {
 			if _, err := hs1.svc.Admit(ctx, room, []byte(`{"a":1.5}`)); !errors.As(err, new(*FormatError)) {
 				t.Fatalf("float in event: %v, want FormatError", err)
 			}
-			// Signed by the wrong server: dropped.
+			// No prev events on an event that is not the create: dropped.
 			p := base
+			p.PrevEvents = []EventID{}
+			if _, err := hs1.svc.Admit(ctx, room, forge(t, "hs2", v, p).JSON()); !errors.As(err, new(*FormatError)) {
+				t.Fatalf("no prev events: %v, want FormatError", err)
+			}
+			// Signed by the wrong server: dropped.
+			p = base
 			p.Sender = "@mallory:hs3"
 			if _, err := hs1.svc.Admit(ctx, room, forge(t, "hs2", v, p).JSON()); !errors.As(err, new(*SignatureError)) {
 				t.Fatalf("wrong signer: %v, want SignatureError", err)

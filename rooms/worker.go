@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime/debug"
 	"sync/atomic"
 	"time"
 
@@ -244,7 +245,15 @@ func failAll(results []*result, err error) {
 
 func uncommitted(s *Stored) bool { return s != nil && s.StreamPos == 0 }
 
-func (w *worker) handle(ctx context.Context, tx *txn, req *request) *result {
+func (w *worker) handle(ctx context.Context, tx *txn, req *request) (res *result) {
+	defer func() {
+		// A bug must not take the server down with it: fail the request,
+		// drop the room's memory (it is reloaded), and keep serving.
+		if p := recover(); p != nil {
+			w.log.Error("room worker panicked", "panic", p, "stack", string(debug.Stack()))
+			res = &result{err: fatal(fmt.Errorf("rooms: internal error: %v", p))}
+		}
+	}()
 	switch req.kind {
 	case reqCreate:
 		return w.create(ctx, tx, req.create)
