@@ -212,11 +212,26 @@ func (w *worker) appendLocal(ctx context.Context, tx *txn, le *LocalEvent) *resu
 		OriginServerTS: w.s.deps.Now().UnixMilli(),
 		Redacts:        le.Redacts,
 	}
-	ev, err := p.Build(v, w.s.cfg.Signer)
+	// The signature is added when the batch is sealed, all events of the
+	// batch in parallel: the event ID does not depend on it, so the next
+	// event can follow this one at once. The one rule that reads the
+	// event's signatures (a restricted join's authorising server) needs it
+	// now.
+	u, err := p.BuildUnsigned(v, w.s.cfg.Signer)
 	if err != nil {
 		return &result{err: err}
 	}
+	_, viaJoin := content.Get("join_authorised_via_users_server")
+	if viaJoin {
+		u.Sign(w.s.cfg.Signer)
+	} else {
+		tx.unsigned = append(tx.unsigned, u)
+	}
+	ev := u.Event()
 	if err := auth.Allowed(ev, w.getter(st.current)); err != nil {
+		if !viaJoin {
+			tx.unsigned = tx.unsigned[:len(tx.unsigned)-1]
+		}
 		return &result{err: err}
 	}
 	k := &known{ev: ev}

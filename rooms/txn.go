@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/plexus-chat/plexus/internal/storage"
+	"github.com/plexus-chat/plexus/rooms/internal/pdu"
 )
 
 // txn accumulates one storage batch: the events a worker accepted, its new
@@ -20,6 +21,8 @@ type txn struct {
 	extremChanged bool
 	// ids of the events in the batch, to spot reads of uncommitted events.
 	ids map[EventID]bool
+	// unsigned are local events of the batch still to be signed (by seal).
+	unsigned []*pdu.Unsigned
 }
 
 func newTxn(w *worker) *txn {
@@ -71,6 +74,14 @@ func (t *txn) setCurrent(d stateMap) {
 func (t *txn) seal() {
 	w := t.w
 	b := &t.batch
+	if len(t.unsigned) > 0 {
+		pdu.SignAll(t.unsigned, w.s.cfg.Signer)
+		t.unsigned = nil
+		// The records were taken before signing: refresh their bytes.
+		for i := range b.Events {
+			b.Events[i].Record.JSON = t.stored[i].Event.JSON()
+		}
+	}
 	b.RoomID = string(w.roomID)
 	if t.extremChanged && w.st != nil {
 		b.Extremities = make([]string, 0, len(w.st.extrem))

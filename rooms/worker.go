@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"runtime/debug"
 	"sync/atomic"
 	"time"
@@ -213,6 +214,9 @@ func (w *worker) commitLoop(done chan<- struct{}) {
 		for i, req := range j.reqs {
 			req.reply <- j.results[i]
 		}
+		// Let the callers just answered run before the next commit takes
+		// this P: they are who brings the next batch to the worker.
+		runtime.Gosched()
 		if j.done != nil {
 			close(j.done)
 		}
