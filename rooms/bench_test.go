@@ -64,51 +64,72 @@ func benchAppendLocal(b *testing.B, net *testNet, rooms int) {
 	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "events/s")
 }
 
-// BenchmarkAdmitRemote measures remote events admitted per second (parse,
-// signature verification, hash, auth against auth events and state,
-// persist), delivered in federation-sized transactions of 50 PDUs.
-func BenchmarkAdmitRemote(b *testing.B) {
-	for _, backend := range storagetest.Backends {
-		b.Run(backend, func(b *testing.B) { benchAdmitRemote(b, newTestNetOn(backend)) })
-	}
-}
-
-// remoteFixture is a room created on another server: its setup events
-// and a long run of messages, generated once per test binary because the
-// benchmark framework calls a benchmark several times.
-var remoteFixture struct {
-	once  sync.Once
-	room  RoomID
+// remoteRoom is a room created on another server: its setup events and a
+// long run of messages.
+type remoteRoom struct {
+	id    RoomID
 	setup [][]byte
 	pdus  [][]byte
 }
 
-func remoteEvents(b *testing.B) (RoomID, [][]byte, [][]byte) {
+// remoteFixture holds remoteStreams rooms, generated once per test binary
+// because the benchmark framework calls a benchmark several times.
+var remoteFixture struct {
+	once  sync.Once
+	rooms []remoteRoom
+}
+
+const remoteStreams, remotePerRoom = 4, 8000
+
+func remoteRooms(b *testing.B) []remoteRoom {
 	f := &remoteFixture
 	f.once.Do(func() {
 		net := newTestNet()
 		origin := net.server(b, "origin")
-		f.room = benchRoom(b, origin, DefaultVersion)
-		recs, err := origin.store.EventsSince(context.Background(), 0, 100)
-		if err != nil {
-			b.Fatal(err)
-		}
-		for _, r := range recs {
-			f.setup = append(f.setup, r.JSON)
-		}
-		for i := 0; i < 20000; i++ {
-			st := origin.send(b, f.room, "@alice:origin", "m.room.message", nil, map[string]any{"body": fmt.Sprintf("message %d", i), "msgtype": "m.text"})
-			f.pdus = append(f.pdus, st.Event.JSON())
+		for range remoteStreams {
+			from, err := origin.store.MaxStreamPos(context.Background())
+			if err != nil {
+				b.Fatal(err)
+			}
+			r := remoteRoom{id: benchRoom(b, origin, DefaultVersion)}
+			recs, err := origin.store.EventsSince(context.Background(), from, 100)
+			if err != nil {
+				b.Fatal(err)
+			}
+			for _, rec := range recs {
+				r.setup = append(r.setup, rec.JSON)
+			}
+			for i := range remotePerRoom {
+				st := origin.send(b, r.id, "@alice:origin", "m.room.message", nil, map[string]any{"body": fmt.Sprintf("message %d", i), "msgtype": "m.text"})
+				r.pdus = append(r.pdus, st.Event.JSON())
+			}
+			f.rooms = append(f.rooms, r)
 		}
 	})
-	if f.pdus == nil {
+	if len(f.rooms) != remoteStreams {
 		b.Fatal("remote fixture failed")
 	}
-	return f.room, f.setup, f.pdus
+	return f.rooms
 }
 
-func benchAdmitRemote(b *testing.B, net *testNet) {
-	room, setup, pdus := remoteEvents(b)
+// BenchmarkAdmitRemote measures remote events admitted per second (parse,
+// signature verification, hash, auth against auth events and state,
+// persist), delivered as federation delivers them: transactions of 50 PDUs,
+// each acknowledged before the origin sends the next. streams=1 is one
+// origin feeding one room, so every transaction's latency is on the
+// critical path; streams=4 is four such feeds into four rooms at once.
+func BenchmarkAdmitRemote(b *testing.B) {
+	for _, backend := range storagetest.Backends {
+		for _, streams := range []int{1, remoteStreams} {
+			b.Run(fmt.Sprintf("%s/streams=%d", backend, streams), func(b *testing.B) {
+				benchAdmitRemote(b, newTestNetOn(backend), streams)
+			})
+		}
+	}
+}
+
+func benchAdmitRemote(b *testing.B, net *testNet, streams int) {
+	rooms := remoteRooms(b)[:streams]
 	net.server(b, "origin") // registers the origin's key with this net
 	ctx := context.Background()
 	var round int
@@ -117,28 +138,45 @@ func benchAdmitRemote(b *testing.B, net *testNet) {
 		b.StopTimer()
 		recv := net.server(b, fmt.Sprintf("recv%d", round))
 		round++
-		if _, err := recv.svc.Begin(ctx, setup[0]); err != nil {
-			b.Fatal(err)
-		}
-		for _, r := range setup[1:] {
-			if _, err := recv.svc.Admit(ctx, room, r); err != nil {
+		for _, r := range rooms {
+			if _, err := recv.svc.Begin(ctx, r.setup[0]); err != nil {
 				b.Fatal(err)
 			}
-		}
-		b.StartTimer()
-		for i := 0; i < len(pdus) && done < b.N; i += 50 {
-			end := min(i+50, len(pdus), i+b.N-done)
-			rs, err := recv.svc.AdmitMany(ctx, room, pdus[i:end])
-			if err != nil {
-				b.Fatal(err)
-			}
-			for _, r := range rs {
-				if r.Err != nil || r.Rejected != "" || r.SoftFailed {
-					b.Fatalf("event not accepted: %+v", r)
+			for _, e := range r.setup[1:] {
+				if _, err := recv.svc.Admit(ctx, r.id, e); err != nil {
+					b.Fatal(err)
 				}
 			}
-			done += end - i
 		}
+		// This round admits up to one room's worth per stream.
+		n := min(b.N-done, streams*remotePerRoom)
+		b.StartTimer()
+		var wg sync.WaitGroup
+		for s, r := range rooms {
+			share := n / streams
+			if s < n%streams {
+				share++
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := 0; i < share; i += 50 {
+					rs, err := recv.svc.AdmitMany(ctx, r.id, r.pdus[i:min(i+50, share)])
+					if err != nil {
+						b.Error(err)
+						return
+					}
+					for _, a := range rs {
+						if a.Err != nil || a.Rejected != "" || a.SoftFailed {
+							b.Errorf("event not accepted: %+v", a)
+							return
+						}
+					}
+				}
+			}()
+		}
+		wg.Wait()
+		done += n
 	}
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
 }

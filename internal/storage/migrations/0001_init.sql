@@ -10,10 +10,15 @@ CREATE TABLE rooms (
 
 -- stream_pos is the key so that EventsSince is a range scan on the table
 -- itself; it is allocated by Commit, not by the database.
+--
+-- The per-event tables (events, event_auth_edges, state_group_entries) have
+-- no foreign keys: PostgreSQL checks each with a query per inserted row,
+-- which cost as much as the insert itself, and Commit, the only writer,
+-- already knows the room and groups exist.
 CREATE TABLE events (
     stream_pos       {{INT_PK}},
     event_id         {{ID}} NOT NULL UNIQUE,
-    room_id          {{ID}} NOT NULL REFERENCES rooms (room_id),
+    room_id          {{ID}} NOT NULL,
     type             {{ID}} NOT NULL,
     state_key        {{ID}},
     depth            BIGINT NOT NULL,
@@ -35,7 +40,7 @@ CREATE TABLE events (
 -- The primary key serves the recursive auth-chain walk: each step looks up
 -- the auth events of one event ID.
 CREATE TABLE event_auth_edges (
-    event_id {{ID}} NOT NULL REFERENCES events (event_id),
+    event_id {{ID}} NOT NULL,
     auth_id  {{ID}} NOT NULL,
     PRIMARY KEY (event_id, auth_id)
 ){{WITHOUT_ROWID}};
@@ -51,7 +56,7 @@ CREATE TABLE state_groups (
 
 -- event_id NULL in a delta removes the key from the base.
 CREATE TABLE state_group_entries (
-    group_id  BIGINT NOT NULL REFERENCES state_groups (id),
+    group_id  BIGINT NOT NULL,
     type      {{ID}} NOT NULL,
     state_key {{ID}} NOT NULL,
     event_id  {{ID}},
