@@ -99,6 +99,28 @@ type incoming struct {
 	checked bool   // steps 1-3 done: ev or err is set
 	ev      *Event // parsed, signature-checked, redacted if its hash was bad
 	err     error
+	// prefetched: the worker looked the event up in storage along with the
+	// rest of its transaction; absent from the cache means not stored.
+	prefetched bool
+}
+
+// prefetch loads whichever of a transaction's events are already stored,
+// in one query, so the duplicate check costs no query per event.
+func (w *worker) prefetch(ctx context.Context, in []*incoming) {
+	ids := make([]EventID, 0, len(in))
+	for _, x := range in {
+		if x.ev != nil && x.ev.Version() == w.st.version {
+			ids = append(ids, x.ev.ID())
+		}
+	}
+	if err := w.fetch(ctx, ids); err != nil {
+		return // each event then looks itself up and meets the error
+	}
+	for _, x := range in {
+		if x.ev != nil && x.ev.Version() == w.st.version {
+			x.prefetched = true
+		}
+	}
 }
 
 // precheck runs steps 1-3 for a batch in parallel.
@@ -170,9 +192,14 @@ func (w *worker) admit(ctx context.Context, tx *txn, x *incoming) *result {
 		}
 		return w.storeRejected(tx, ev, rejectedByAuthEvents+"a second m.room.create event", nil)
 	}
-	if k, err := w.get(ctx, ev.ID()); err != nil {
-		return &result{err: err}
-	} else if k != nil && !k.outlier {
+	k, ok := st.events[ev.ID()]
+	if !ok && !x.prefetched {
+		var err error
+		if k, err = w.get(ctx, ev.ID()); err != nil {
+			return &result{err: err}
+		}
+	}
+	if k != nil && !k.outlier {
 		return &result{admitted: &Admitted{Stored: &Stored{Event: k.ev, Rejected: k.rejected, SoftFailed: k.softFailed}, Duplicate: true}}
 	}
 	// 4. Auth against the event's own auth events.
@@ -202,7 +229,7 @@ func (w *worker) admit(ctx context.Context, tx *txn, x *incoming) *result {
 	} else if err := auth.Allowed(ev, w.authEventsGetter(authEvs)); err != nil {
 		reason = rejectedByAuthEvents + err.Error()
 	}
-	k := &known{ev: ev, rejected: reason}
+	k = &known{ev: ev, rejected: reason}
 	st.events[ev.ID()] = k
 	return w.place(ctx, tx, k)
 }

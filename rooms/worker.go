@@ -270,6 +270,7 @@ func (w *worker) handle(ctx context.Context, tx *txn, req *request) (res *result
 		if err := w.load(ctx); err != nil {
 			return &result{err: err}
 		}
+		w.prefetch(ctx, req.remote)
 		many := make([]AdmitResult, len(req.remote))
 		for i, x := range req.remote {
 			r := w.admit(ctx, tx, x)
