@@ -121,9 +121,14 @@ type commitTx struct {
 	tx  *sql.Tx
 	src *overlay
 
-	meta      roomMeta            // the room after this batch, if it commits
-	deoutlier []bool              // per b.Events index: update an outlier row instead of inserting
-	groups    map[string]groupRef // event ID in this batch -> the group after it
+	meta      roomMeta // the room after this batch, if it commits
+	deoutlier []bool   // per b.Events index: update an outlier row instead of inserting
+	// prechecked: deoutlier was filled by a group-level query.
+	prechecked bool
+	// sink, if set, collects the batch's bulk writes so a group of batches
+	// writes each table with one statement (see groupcommit.go).
+	sink   *sink
+	groups map[string]groupRef // event ID in this batch -> the group after it
 
 	// Buffered state group rows, flushed before anything reads groups back
 	// and before the events that reference them.
@@ -225,7 +230,7 @@ func (w *commitTx) room(ctx context.Context) error {
 // precheck finds which batch events are already stored, in one query per
 // chunk instead of one per event.
 func (w *commitTx) precheck(ctx context.Context) error {
-	if len(w.b.Events) == 0 {
+	if len(w.b.Events) == 0 || w.prechecked {
 		return nil
 	}
 	ids := make([]string, len(w.b.Events))
@@ -274,6 +279,11 @@ func (w *commitTx) events(ctx context.Context) error {
 		for _, a := range r.AuthEvents {
 			authArgs = append(authArgs, r.EventID, a)
 		}
+	}
+	if w.sink != nil {
+		w.sink.events = append(w.sink.events, eventArgs...)
+		w.sink.authEdges = append(w.sink.authEdges, authArgs...)
+		return nil
 	}
 	c := w.db.wstmts
 	if err := insertEvents.exec(ctx, c, w.tx, eventArgs); err != nil {
@@ -384,6 +394,13 @@ func (w *commitTx) extremities(ctx context.Context) error {
 	if w.b.Extremities == nil {
 		return nil
 	}
+	if w.sink != nil {
+		w.sink.extremRooms = append(w.sink.extremRooms, w.b.RoomID)
+		for _, id := range w.b.Extremities {
+			w.sink.extremities = append(w.sink.extremities, w.b.RoomID, id)
+		}
+		return nil
+	}
 	s, err := w.stmt(ctx, `DELETE FROM room_extremities WHERE room_id = ?`)
 	if err != nil {
 		return err
@@ -415,6 +432,10 @@ func (w *commitTx) currentState(ctx context.Context) error {
 		if _, err := del.ExecContext(ctx, w.b.RoomID, k.Type, k.StateKey); err != nil {
 			return fmt.Errorf("current state: %w", err)
 		}
+	}
+	if w.sink != nil {
+		w.sink.current = append(w.sink.current, set...)
+		return nil
 	}
 	return upsertCurrentState.exec(ctx, w.db.wstmts, w.tx, set)
 }

@@ -25,6 +25,13 @@ func (w *commitTx) states(ctx context.Context) error {
 		ev.Record.StateGroup = ref.id
 		w.groups[ev.Record.EventID] = ref
 	}
+	if w.sink != nil {
+		// Nothing later in this batch reads these groups back.
+		w.sink.groups = append(w.sink.groups, w.groupArgs...)
+		w.sink.entries = append(w.sink.entries, w.entryArgs...)
+		w.groupArgs, w.entryArgs = nil, nil
+		return nil
+	}
 	return w.flushGroups(ctx)
 }
 

@@ -35,6 +35,7 @@ func TestConformance(t *testing.T) {
 		{"statements are prepared once", testStatementCache},
 		{"state and auth walks use indexes", testQueryPlans},
 		{"group commit isolates a bad batch", testGroupCommit},
+		{"group commit shares statements", testGroupCommitMerged},
 	}
 	for _, be := range backends {
 		t.Run(be.name, func(t *testing.T) {

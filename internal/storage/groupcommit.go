@@ -2,6 +2,7 @@ package storage
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"sync"
 )
@@ -10,7 +11,9 @@ import (
 const maxGroup = 64
 
 // grouper merges Commits that arrive while another is writing into one
-// transaction (group commit). Each room's worker commits its own batches,
+// transaction (group commit), writing each table once for the whole group
+// where it can (commitMerged) and batch by batch in savepoints otherwise
+// (commitMany). Each room's worker commits its own batches,
 // one at a time; with many active rooms most of the cost of a commit is
 // the transaction itself (for PostgreSQL a round trip and a WAL flush, for
 // SQLite the WAL frame writes), so sharing one among rooms multiplies
@@ -122,7 +125,13 @@ func (db *DB) writeGroup(group []*pendingCommit) {
 	// The shared transaction must not die with one caller's context; each
 	// caller's own cancellation was checked above.
 	ctx := context.WithoutCancel(live[0].ctx)
-	errs := db.commitMany(ctx, live)
+	errs, ok := db.commitMerged(ctx, live)
+	if !ok {
+		errs = db.commitMany(ctx, live)
+	}
+	// Every transaction is over: the writer connection can prepare the
+	// statements that were first met inside one.
+	db.wstmts.warm(ctx)
 	for i, p := range live {
 		finish(p, errs[i])
 	}
@@ -174,7 +183,6 @@ func (db *DB) commitMany(ctx context.Context, group []*pendingCommit) []error {
 		db.forgetAll(group, done, false, startPos, startGroup)
 		return fail(fmt.Errorf("storage: commit: %w", err))
 	}
-	db.wstmts.warm(ctx)
 	for _, w := range done {
 		if w != nil {
 			w.publish()
@@ -195,5 +203,136 @@ func (db *DB) forgetAll(group []*pendingCommit, done []*commitTx, rolledBack boo
 	if rolledBack {
 		db.lastPos, db.lastGroup = startPos, startGroup
 	}
-	db.wstmts.warm(context.Background())
+}
+
+// sink collects the bulk writes of a group's batches so that each table is
+// written with as few statements as the group needs, not as many as it has
+// batches: with PostgreSQL every statement is a round trip.
+type sink struct {
+	groups, entries      []any
+	events, authEdges    []any
+	extremRooms          []string
+	extremities, current []any
+}
+
+func (k *sink) exec(ctx context.Context, db *DB, tx *sql.Tx) error {
+	c := db.wstmts
+	if err := insertStateGroups.exec(ctx, c, tx, k.groups); err != nil {
+		return err
+	}
+	if err := insertStateEntries.exec(ctx, c, tx, k.entries); err != nil {
+		return err
+	}
+	if err := insertEvents.exec(ctx, c, tx, k.events); err != nil {
+		return err
+	}
+	if err := insertAuthEdges.exec(ctx, c, tx, k.authEdges); err != nil {
+		return err
+	}
+	const del = `DELETE FROM room_extremities WHERE room_id IN (%s)`
+	for off := 0; off < len(k.extremRooms); {
+		args, take := inArgs(k.extremRooms, off)
+		s, err := c.in(ctx, tx, del, len(args))
+		if err != nil {
+			return err
+		}
+		if _, err := s.ExecContext(ctx, args...); err != nil {
+			return fmt.Errorf("clear extremities: %w", err)
+		}
+		off += take
+	}
+	if err := insertExtremities.exec(ctx, c, tx, k.extremities); err != nil {
+		return err
+	}
+	return upsertCurrentState.exec(ctx, c, tx, k.current)
+}
+
+// commitMerged writes a group of batches with shared statements. It
+// reports ok=false, with nothing written and nothing in memory changed,
+// when a batch fails in a way it cannot pin on that batch alone; the
+// caller then writes the group batch by batch in savepoints.
+func (db *DB) commitMerged(ctx context.Context, group []*pendingCommit) (errs []error, ok bool) {
+	errs = make([]error, len(group))
+	startPos, startGroup := db.lastPos, db.lastGroup
+	tx, err := db.write.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, false
+	}
+	defer tx.Rollback() //nolint:errcheck // a no-op after Commit
+	// One duplicate check for the whole group. A batch that would insert
+	// an event already stored fails alone, before anything is written.
+	var ids []string
+	for _, p := range group {
+		for i := range p.b.Events {
+			ids = append(ids, p.b.Events[i].Record.EventID)
+		}
+	}
+	stored := map[string]bool{} // event ID -> stored as an outlier
+	err = eachChunk(ctx, db.wstmts, tx, `SELECT event_id, outlier FROM events WHERE event_id IN (%s)`, ids,
+		func(rows *sql.Rows) error {
+			var id string
+			var outlier bool
+			err := rows.Scan(&id, &outlier)
+			stored[id] = outlier
+			return err
+		})
+	if err != nil {
+		return nil, false
+	}
+	k := &sink{}
+	ws := make([]*commitTx, len(group))
+	for i, p := range group {
+		w := &commitTx{db: db, b: p.b, src: &overlay{shared: db.groups}, tx: tx, sink: k, prechecked: true}
+		w.deoutlier = make([]bool, len(p.b.Events))
+		for j := range p.b.Events {
+			r := &p.b.Events[j].Record
+			outlier, found := stored[r.EventID]
+			if !found {
+				continue
+			}
+			if !outlier || r.Outlier {
+				errs[i] = fmt.Errorf("storage: commit %s: event %s: %w", p.b.RoomID, r.EventID, ErrDuplicateEvent)
+				break
+			}
+			w.deoutlier[j] = true
+		}
+		if errs[i] != nil {
+			continue
+		}
+		if err := w.steps(ctx); err != nil {
+			db.undoMerged(group, startPos, startGroup)
+			return nil, false
+		}
+		ws[i] = w
+	}
+	if err := k.exec(ctx, db, tx); err != nil {
+		db.undoMerged(group, startPos, startGroup)
+		return nil, false
+	}
+	if err := tx.Commit(); err != nil {
+		// It may have reached the disk: fail everything, hand no numbers
+		// out again.
+		for i, p := range group {
+			if errs[i] == nil {
+				db.forget(p.b, false, 0, 0)
+				errs[i] = fmt.Errorf("storage: commit %s: commit: %w", p.b.RoomID, err)
+			}
+		}
+		return errs, true
+	}
+	for _, w := range ws {
+		if w != nil {
+			w.publish()
+		}
+	}
+	db.maxPos.Store(db.lastPos)
+	return errs, true
+}
+
+// undoMerged forgets what a rolled-back merged attempt left in memory.
+func (db *DB) undoMerged(group []*pendingCommit, startPos, startGroup int64) {
+	for _, p := range group {
+		db.forget(p.b, true, 0, 0)
+	}
+	db.lastPos, db.lastGroup = startPos, startGroup
 }
