@@ -7,7 +7,33 @@ import (
 
 // Marshal returns the canonical encoding of v.
 func Marshal(v Value) []byte {
-	return Append(make([]byte, 0, 256), v)
+	return Append(make([]byte, 0, sizeHint(v)), v)
+}
+
+// sizeHint is the encoded size of v when no string needs escaping, which
+// is nearly always; it saves Append from regrowing its buffer.
+func sizeHint(v Value) int {
+	switch v.kind {
+	case Null, Bool:
+		return 5
+	case Int:
+		return 16
+	case String:
+		return len(v.s) + 2
+	case Array:
+		n := 2 + len(v.arr)
+		for _, e := range v.arr {
+			n += sizeHint(e)
+		}
+		return n
+	case Object:
+		n := 2 + len(v.obj)
+		for _, m := range v.obj {
+			n += len(m.Key) + 3 + sizeHint(m.Value)
+		}
+		return n
+	}
+	return 0
 }
 
 // Append appends the canonical encoding of v to dst.

@@ -79,11 +79,20 @@ func Arr(vs ...Value) Value { return Value{kind: Array, arr: vs} }
 // Obj returns an object of the given members. A later member with the same
 // key replaces an earlier one.
 func Obj(ms ...Member) Value {
-	v := Value{kind: Object, obj: make([]Member, 0, len(ms))}
-	for _, m := range ms {
-		v = v.With(m.Key, m.Value)
+	out := make([]Member, len(ms))
+	copy(out, ms)
+	// Stable, so that among equal keys the last given stays last.
+	sort.SliceStable(out, func(i, j int) bool { return out[i].Key < out[j].Key })
+	n := 0
+	for i := range out {
+		if n > 0 && out[n-1].Key == out[i].Key {
+			out[n-1] = out[i]
+			continue
+		}
+		out[n] = out[i]
+		n++
 	}
-	return v
+	return Value{kind: Object, obj: out[:n]}
 }
 
 // M is shorthand for a Member.
