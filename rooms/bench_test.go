@@ -181,36 +181,50 @@ func benchAdmitRemote(b *testing.B, net *testNet, streams int) {
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
 }
 
-// BenchmarkIdleRoomMemory reports the heap held per room whose worker is
-// loaded but idle (a room with a handful of members and messages).
+// BenchmarkIdleRoomMemory reports the memory (heap and goroutine stacks)
+// held per room: "loaded" while its worker is alive but idle, "evicted"
+// once the worker has timed out and freed the room (what a room costs at
+// rest). Each room has a few members' worth of state and some messages.
 func BenchmarkIdleRoomMemory(b *testing.B) {
+	const rooms = 500
+	inUse := func() uint64 {
+		var ms runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&ms)
+		return ms.HeapInuse + ms.StackInuse
+	}
 	for i := 0; i < b.N; i++ {
 		net := newTestNet()
 		s := net.server(b, "mem")
-		const rooms = 500
-		var ms0, ms1 runtime.MemStats
-		runtime.GC()
-		runtime.ReadMemStats(&ms0)
-		var wg sync.WaitGroup
-		sem := make(chan struct{}, 16)
+		// A service whose idle workers exit soon after the last room is
+		// made, so both figures come from one run.
+		s.svc.Close()
+		svc, err := New(Config{Signer: s.svc.cfg.Signer, IdleTimeout: 3 * time.Second}, s.svc.deps)
+		if err != nil {
+			b.Fatal(err)
+		}
+		s.svc = svc
+		base := inUse()
 		for r := 0; r < rooms; r++ {
-			wg.Add(1)
-			sem <- struct{}{}
-			go func() {
-				defer wg.Done()
-				defer func() { <-sem }()
-				room := benchRoom(b, s, DefaultVersion)
-				for m := 0; m < 5; m++ {
-					s.send(b, room, "@alice:mem", "m.room.message", nil, map[string]any{"body": "hi"})
-				}
-			}()
+			room := benchRoom(b, s, DefaultVersion)
+			for m := 0; m < 5; m++ {
+				s.send(b, room, "@alice:mem", "m.room.message", nil, map[string]any{"body": "hi"})
+			}
 		}
-		wg.Wait()
-		runtime.GC()
-		runtime.ReadMemStats(&ms1)
-		if s.svc.ActiveRooms() != rooms {
-			b.Fatalf("%d active rooms, want %d", s.svc.ActiveRooms(), rooms)
+		loaded := inUse()
+		if n := svc.ActiveRooms(); n != rooms {
+			b.Fatalf("%d active rooms, want %d (made too slowly for the idle timeout?)", n, rooms)
 		}
-		b.ReportMetric(float64(ms1.HeapInuse-ms0.HeapInuse)/rooms, "bytes/room")
+		deadline := time.Now().Add(30 * time.Second)
+		for svc.ActiveRooms() > 0 {
+			if time.Now().After(deadline) {
+				b.Fatalf("%d workers still running", svc.ActiveRooms())
+			}
+			time.Sleep(50 * time.Millisecond) // polling a condition with a deadline, not timing
+		}
+		evicted := inUse()
+		b.ReportMetric(float64(int64(loaded)-int64(base))/rooms, "bytes/room-loaded")
+		b.ReportMetric(float64(int64(evicted)-int64(base))/rooms, "bytes/room-evicted")
+		svc.Close()
 	}
 }

@@ -184,3 +184,31 @@ func TestSoftFailBanEvasion(t *testing.T) {
 		t.Fatalf("soft-failed event not stored as such: %v %v", recs, err)
 	}
 }
+
+// TestForkFromBeyondTheCache: after more events than the worker caches, a
+// remote event that forks from an old point must be placed from storage
+// (its prev event and the state after it are re-read), not held forever.
+func TestForkFromBeyondTheCache(t *testing.T) {
+	ctx := context.Background()
+	hs1, hs2, room, bobJoin := twoServerRoom(t, newTestNet(), "12")
+	var last *Stored
+	for i := 0; i < maxCachedEvents+200; i++ {
+		last = hs1.send(t, room, "@alice:hs1", "m.room.message", nil, map[string]any{"body": "busy"})
+	}
+	// hs2 has seen none of that; Bob answers from where it stands.
+	bob := hs2.send(t, room, "@bob:hs2", pdu.TypeMember, str("@bob:hs2"), map[string]any{"membership": "join", "displayname": "Bob from the past"}).Event
+	if p := bob.PrevEvents(); len(p) != 1 || p[0] != bobJoin.ID() {
+		t.Fatalf("Bob's event follows %v, want his join", p)
+	}
+	a, err := hs1.svc.Admit(ctx, room, bob.JSON())
+	if err != nil || a.Rejected != "" || a.Outlier {
+		t.Fatalf("fork from an old event: %+v, %v; want accepted", a, err)
+	}
+	ex := hs1.extremities(t, room)
+	if len(ex) != 2 || !(ex[0] == string(bob.ID()) && ex[1] == string(last.Event.ID()) || ex[1] == string(bob.ID()) && ex[0] == string(last.Event.ID())) {
+		t.Fatalf("extremities %v, want the last message and Bob's new name", ex)
+	}
+	if got := hs1.current(t, room)[stateKey(pdu.TypeMember, "@bob:hs2")]; got != string(bob.ID()) {
+		t.Fatalf("current membership of Bob %q, want %s", got, bob.ID())
+	}
+}

@@ -38,9 +38,13 @@ type roomState struct {
 	waiting map[EventID][]EventID
 }
 
-// maxCachedEvents bounds the per-room event cache; past it, events outside
-// the current state are dropped at the next load point.
-const maxCachedEvents = 20000
+// maxCachedEvents bounds the per-room event cache beyond the current state
+// and the extremities, which are always kept: past it, the rest is
+// dropped (after the commit pipeline drains, since dropped events are
+// re-read from storage). A parsed event costs a few kilobytes, so this
+// keeps a busy room's cache to a few megabytes while trimming only once
+// every thousand or so events.
+const maxCachedEvents = 1000
 
 func toStateMap(m storage.StateMap) stateMap {
 	out := make(stateMap, len(m))
@@ -196,7 +200,7 @@ func (w *worker) get(ctx context.Context, id EventID) (*known, error) {
 // extremities once the cache outgrows its bound.
 func (w *worker) trimCache() {
 	st := w.st
-	if len(st.events) <= maxCachedEvents {
+	if len(st.events) <= len(st.current)+len(st.extrem)+maxCachedEvents {
 		return
 	}
 	keep := make(map[EventID]bool, len(st.current)+len(st.extrem))

@@ -190,7 +190,7 @@ func (w *worker) process(reqs []*request) {
 	w.tx = nil
 	tx.seal()
 	w.jobs <- &job{tx: tx, reqs: reqs, results: results}
-	if w.st != nil && len(w.st.events) > maxCachedEvents {
+	if w.st != nil && len(w.st.events) > len(w.st.current)+len(w.st.extrem)+maxCachedEvents {
 		// Evicted events are re-read from storage, so they must be there.
 		w.barrier()
 		w.trimCache()
