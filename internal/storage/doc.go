@@ -23,18 +23,25 @@
 // how Plexus runs.
 //
 // Commit keeps the number of statements per batch small and independent of
-// the batch size where it can: rows go in as multi-row INSERTs whose row
+// the batch size where it can (with PostgreSQL each statement is a round
+// trip): rows go in as multi-row INSERTs whose row
 // counts are powers of two, so each table needs at most a handful of prepared
 // statements, which are cached on the writer connection. Being the only
 // writer also lets Commit remember what it wrote (each room's depth and
 // whether it has missing prevs, the state groups of recent events) instead
 // of reading it back in the next batch.
 //
+// Commits of different rooms that arrive while another is being written are
+// merged into one transaction (groupcommit.go): the group's rows go into
+// each table with one statement, and only when a batch fails in a way that
+// cannot be pinned on it alone is the group written again batch by batch,
+// each in a savepoint, so that a bad batch never takes the others with it.
+//
 // # State
 //
 // The state after each accepted event is a state group (a rejected event
-// may have one too: the state before it, which it leaves unchanged). A group is stored as
-// a delta on a previous group; when the delta chain would grow past
+// may have one too: the state before it, which it leaves unchanged). A
+// group is stored as a delta on a previous group; when the delta chain would grow past
 // maxDeltaChain the group is written as a full snapshot instead, so reading
 // any group touches at most maxDeltaChain+1 groups. Events that do not change
 // state share their predecessor's group. Decoded groups are immutable and
