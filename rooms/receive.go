@@ -149,7 +149,9 @@ func (w *worker) admit(ctx context.Context, tx *txn, x *incoming) *result {
 	} else if err := auth.Allowed(ev, w.authEventsGetter(authEvs)); err != nil {
 		reason = rejectedByAuthEvents + err.Error()
 	}
-	k = &known{ev: ev, rejected: reason}
+	// An event already held as an outlier stays one until placed: placeOne
+	// must not store it a second time.
+	k = &known{ev: ev, rejected: reason, outlier: k != nil && k.outlier}
 	st.events[ev.ID()] = k
 	return w.place(ctx, tx, k)
 }
@@ -418,7 +420,8 @@ func (w *worker) syncStore(ctx context.Context, tx *txn, ids []EventID) error {
 	for _, id := range ids {
 		if _, ok := w.st.extrem[id]; !ok {
 			inMemory = false
-			inTx = inTx || tx.ids[id]
+			_, in := tx.ids[id]
+			inTx = inTx || in
 		}
 	}
 	switch {

@@ -5,9 +5,13 @@ import (
 	"crypto/ed25519"
 	"crypto/sha256"
 	"errors"
+	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/plexus-chat/plexus/internal/cjson"
+	"github.com/plexus-chat/plexus/internal/storage"
 	"github.com/plexus-chat/plexus/rooms/internal/pdu"
 )
 
@@ -210,5 +214,176 @@ func TestForkFromBeyondTheCache(t *testing.T) {
 	}
 	if got := hs1.current(t, room)[stateKey(pdu.TypeMember, "@bob:hs2")]; got != string(bob.ID()) {
 		t.Fatalf("current membership of Bob %q, want %s", got, bob.ID())
+	}
+}
+
+// TestTransactionOutOfOrder: a federation transaction may carry a child
+// before its parent; both are stored once and the child is placed.
+func TestTransactionOutOfOrder(t *testing.T) {
+	ctx := context.Background()
+	hs1, hs2, room, _ := twoServerRoom(t, newTestNet(), "12")
+	m1 := hs2.send(t, room, "@bob:hs2", "m.room.message", nil, map[string]any{"body": "one"}).Event
+	m2 := hs2.send(t, room, "@bob:hs2", "m.room.message", nil, map[string]any{"body": "two"}).Event
+	rs, err := hs1.svc.AdmitMany(ctx, room, [][]byte{m2.JSON(), m1.JSON()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, r := range rs {
+		if r.Err != nil || r.Rejected != "" {
+			t.Fatalf("event %d: %+v", i, r)
+		}
+	}
+	if rs[0].Outlier {
+		t.Fatalf("the child is still reported held after its parent arrived in the same transaction")
+	}
+	if ex := hs1.extremities(t, room); len(ex) != 1 || ex[0] != string(m2.ID()) {
+		t.Fatalf("extremities %v, want [%s]", ex, m2.ID())
+	}
+	recs, err := hs1.store.Events(ctx, []string{string(m2.ID())})
+	if err != nil || recs[string(m2.ID())] == nil || recs[string(m2.ID())].Outlier {
+		t.Fatalf("child stored as %+v (%v), want placed", recs[string(m2.ID())], err)
+	}
+}
+
+// TestHeldEventDeliveredTwice: an event held for a missing prev may be
+// sent again (a retried transaction) before the prev arrives; it stays held
+// and is placed once the prev comes.
+func TestHeldEventDeliveredTwice(t *testing.T) {
+	ctx := context.Background()
+	hs1, hs2, room, _ := twoServerRoom(t, newTestNet(), "11")
+	m1 := hs2.send(t, room, "@bob:hs2", "m.room.message", nil, map[string]any{"body": "one"}).Event
+	m2 := hs2.send(t, room, "@bob:hs2", "m.room.message", nil, map[string]any{"body": "two"}).Event
+	for i := 0; i < 2; i++ {
+		a, err := hs1.svc.Admit(ctx, room, m2.JSON())
+		if err != nil || !a.Outlier || len(a.MissingPrevs) != 1 {
+			t.Fatalf("delivery %d of the child: %+v, %v; want held for its parent", i+1, a, err)
+		}
+	}
+	hs1.admitAll(t, room, m1)
+	if ex := hs1.extremities(t, room); len(ex) != 1 || ex[0] != string(m2.ID()) {
+		t.Fatalf("extremities %v, want [%s]", ex, m2.ID())
+	}
+}
+
+// TestLongTransactionWithFork: a transaction longer than the worker's
+// event cache, whose last events fork from its middle, forcing a flush
+// mid-request; every event is placed.
+func TestLongTransactionWithFork(t *testing.T) {
+	ctx := context.Background()
+	hs1, hs2, room, _ := twoServerRoom(t, newTestNet(), "12")
+	var chain []*Event
+	for i := 0; i < maxCachedEvents+100; i++ {
+		chain = append(chain, hs2.send(t, room, "@bob:hs2", "m.room.message", nil, map[string]any{"body": "chain"}).Event)
+	}
+	mid := chain[len(chain)/2]
+	v := pdu.MustVersion("12")
+	f := forge(t, "hs2", v, pdu.Proto{Type: "m.room.message", Sender: "@bob:hs2", RoomID: room,
+		Content: cjson.MustFromGo(map[string]any{"body": "fork"}), PrevEvents: []EventID{mid.ID()},
+		AuthEvents: mid.AuthEvents(), Depth: mid.Depth() + 1, OriginServerTS: mid.OriginServerTS() + 1})
+	g := forge(t, "hs2", v, pdu.Proto{Type: "m.room.message", Sender: "@bob:hs2", RoomID: room,
+		Content: cjson.MustFromGo(map[string]any{"body": "after the fork"}), PrevEvents: []EventID{f.ID()},
+		AuthEvents: mid.AuthEvents(), Depth: f.Depth() + 1, OriginServerTS: f.OriginServerTS() + 1})
+	pdus := make([][]byte, 0, len(chain)+2)
+	for _, e := range chain {
+		pdus = append(pdus, e.JSON())
+	}
+	pdus = append(pdus, f.JSON(), g.JSON())
+	rs, err := hs1.svc.AdmitMany(ctx, room, pdus)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, r := range rs {
+		if r.Err != nil || r.Rejected != "" || r.Outlier {
+			t.Fatalf("event %d of %d: %+v", i, len(rs), r)
+		}
+	}
+	ex := hs1.extremities(t, room)
+	last := chain[len(chain)-1].ID()
+	if len(ex) != 2 || !(ex[0] == string(g.ID()) && ex[1] == string(last) || ex[1] == string(g.ID()) && ex[0] == string(last)) {
+		t.Fatalf("extremities %v, want the chain's end and the fork's end", ex)
+	}
+}
+
+// failingStore fails the next Commit when armed.
+type failingStore struct {
+	Store
+	armed atomic.Bool
+}
+
+func (f *failingStore) Commit(ctx context.Context, b *storage.Batch) error {
+	if f.armed.CompareAndSwap(true, false) {
+		return errors.New("injected commit failure")
+	}
+	return f.Store.Commit(ctx, b)
+}
+
+// TestFailedCommitFailsEveryAnswer: when a batch's commit fails, no answer
+// built on it may claim success, not even "duplicate" for an event first
+// seen in that batch; a retry then stores everything.
+func TestFailedCommitFailsEveryAnswer(t *testing.T) {
+	ctx := context.Background()
+	hs1, hs2, room, _ := twoServerRoom(t, newTestNet(), "12")
+	fs := &failingStore{Store: hs1.store}
+	svc, err := New(hs1.svc.cfg, Deps{Store: fs, Keys: hs1.svc.deps.Keys, Now: hs1.svc.deps.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs1.svc.Close()
+	defer svc.Close()
+	m1 := hs2.send(t, room, "@bob:hs2", "m.room.message", nil, map[string]any{"body": "one"}).Event
+	m2 := hs2.send(t, room, "@bob:hs2", "m.room.message", nil, map[string]any{"body": "two"}).Event
+	batch := [][]byte{m2.JSON(), m1.JSON(), m1.JSON()}
+	fs.armed.Store(true)
+	rs, err := svc.AdmitMany(ctx, room, batch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, r := range rs {
+		if r.Err == nil {
+			t.Errorf("answer %d claims success (%+v) though the commit failed", i, r.Admitted)
+		}
+	}
+	rs, err = svc.AdmitMany(ctx, room, batch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, r := range rs[:2] {
+		if r.Err != nil || r.Duplicate {
+			t.Fatalf("retry, answer %d: %+v %v; want stored", i, r.Admitted, r.Err)
+		}
+	}
+	if have, _ := hs1.store.HaveEvents(ctx, []string{string(m1.ID()), string(m2.ID())}); !have[string(m1.ID())] || !have[string(m2.ID())] {
+		t.Fatalf("after the retry the events are not stored: %v", have)
+	}
+}
+
+// TestCloseAnswersEveryCaller: requests racing Close are answered (done or
+// ErrClosed), never left waiting.
+func TestCloseAnswersEveryCaller(t *testing.T) {
+	hs := newTestNet().server(t, "hs1")
+	c, err := hs.svc.Create(context.Background(), "", "@alice:hs1", mustContent(t, nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	room := c.Event.RoomID()
+	hs.send(t, room, "@alice:hs1", pdu.TypeMember, str("@alice:hs1"), map[string]any{"membership": "join"})
+	var wg sync.WaitGroup
+	for i := 0; i < 64; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, err := hs.svc.Append(context.Background(), room, LocalEvent{Type: "m.room.message", Sender: "@alice:hs1", Content: mustContent(t, map[string]any{"body": "x"})})
+			if err != nil && !errors.Is(err, ErrClosed) {
+				t.Errorf("append during close: %v", err)
+			}
+		}()
+	}
+	hs.svc.Close()
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("callers still waiting 30s after Close")
 	}
 }

@@ -191,6 +191,12 @@ func (s *Service) do(ctx context.Context, roomID RoomID, req *request) (*result,
 
 	select {
 	case w.reqs <- req:
+	case <-w.done:
+		// Closed between our check and now; nothing took the request.
+		s.mu.Lock()
+		w.pending--
+		s.mu.Unlock()
+		return nil, ErrClosed
 	case <-ctx.Done():
 		s.mu.Lock()
 		w.pending--
@@ -200,6 +206,15 @@ func (s *Service) do(ctx context.Context, roomID RoomID, req *request) (*result,
 	select {
 	case r := <-req.reply:
 		return r, r.err
+	case <-w.done:
+		// The worker exited: either it answered first, or it never took
+		// the request (Close raced with us).
+		select {
+		case r := <-req.reply:
+			return r, r.err
+		default:
+			return nil, ErrClosed
+		}
 	case <-ctx.Done():
 		// The worker still completes the request; only the wait is cut.
 		return nil, ctx.Err()

@@ -19,14 +19,15 @@ type txn struct {
 	current storage.StateMap // accumulated change to current state
 	// extremChanged says the batch must rewrite the extremities.
 	extremChanged bool
-	// ids of the events in the batch, to spot reads of uncommitted events.
-	ids map[EventID]bool
+	// ids maps the events in the batch to their index in batch.Events and
+	// stored, to spot reads of uncommitted events and re-adds.
+	ids map[EventID]int
 	// unsigned are local events of the batch still to be signed (by seal).
 	unsigned []*pdu.Unsigned
 }
 
 func newTxn(w *worker) *txn {
-	return &txn{w: w, gen: w.gen, current: storage.StateMap{}, ids: map[EventID]bool{}}
+	return &txn{w: w, gen: w.gen, current: storage.StateMap{}, ids: map[EventID]int{}}
 }
 
 func (t *txn) empty() bool {
@@ -51,10 +52,25 @@ func (t *txn) add(k *known, state *storage.StateSpec) *Stored {
 		SoftFailed:     k.softFailed,
 		Outlier:        k.outlier,
 	}
+	s := &Stored{Event: ev}
+	if i, ok := t.ids[ev.ID()]; ok {
+		// Added as an outlier earlier in this batch and placed since: its
+		// missing prev came later in the same batch. Keep one row, moved
+		// after that prev (storage reads a base state from earlier rows),
+		// and update the caller's Stored in place.
+		s = t.stored[i]
+		t.batch.Events = append(t.batch.Events[:i], t.batch.Events[i+1:]...)
+		t.stored = append(t.stored[:i], t.stored[i+1:]...)
+		for id, j := range t.ids {
+			if j > i {
+				t.ids[id] = j - 1
+			}
+		}
+	}
+	s.Rejected, s.SoftFailed, s.Outlier = k.rejected, k.softFailed, k.outlier
 	t.batch.Events = append(t.batch.Events, storage.PersistEvent{Record: rec, State: state})
-	s := &Stored{Event: ev, Rejected: k.rejected, SoftFailed: k.softFailed, Outlier: k.outlier}
 	t.stored = append(t.stored, s)
-	t.ids[ev.ID()] = true
+	t.ids[ev.ID()] = len(t.batch.Events) - 1
 	if d := ev.Depth(); d > t.batch.MaxDepth {
 		t.batch.MaxDepth = d
 	}
@@ -108,8 +124,9 @@ func (t *txn) flush(ctx context.Context) error {
 	if err := t.write(ctx); err != nil {
 		return err
 	}
+	// No trimming here: the event being placed, and others of this
+	// request, may not be current state or extremities yet.
 	*t = *newTxn(t.w)
-	t.w.trimCache()
 	return nil
 }
 

@@ -44,6 +44,9 @@ type worker struct {
 	log    *slog.Logger
 	reqs   chan *request
 	stop   chan struct{}
+	// done is closed when the worker has exited and answered everything
+	// it took.
+	done chan struct{}
 
 	// pending counts requests promised to this worker; guarded by s.mu.
 	pending int
@@ -70,6 +73,7 @@ func newWorker(s *Service, roomID RoomID) *worker {
 		log:    s.log.With("room", roomID),
 		reqs:   make(chan *request, s.cfg.MaxBatch),
 		stop:   make(chan struct{}),
+		done:   make(chan struct{}),
 		jobs:   make(chan *job, 1),
 		gen:    1,
 	}
@@ -82,6 +86,7 @@ func (w *worker) run() {
 	defer func() {
 		close(w.jobs)
 		<-committed
+		close(w.done)
 	}()
 	idle := time.NewTimer(w.s.cfg.IdleTimeout)
 	defer idle.Stop()
@@ -98,6 +103,9 @@ func (w *worker) run() {
 			}
 			idle.Reset(w.s.cfg.IdleTimeout)
 		case <-idle.C:
+			// Let the last commit land before the room can be reloaded by
+			// a new worker.
+			w.barrier()
 			if w.idle() {
 				return
 			}
@@ -203,7 +211,9 @@ func (w *worker) commitLoop(done chan<- struct{}) {
 	ctx := context.Background()
 	for j := range w.jobs {
 		if j.tx != nil {
-			if w.failedGen.Load() == j.tx.gen && !j.tx.empty() {
+			if w.failedGen.Load() == j.tx.gen {
+				// Built on a batch that failed: even its duplicate answers
+				// may name events that were never stored.
 				failAll(j.results, errors.New("rooms: an earlier commit of this room failed"))
 			} else if err := j.tx.write(ctx); err != nil {
 				w.log.Error("commit failed; the room will be reloaded", "err", err)
@@ -230,7 +240,9 @@ func (w *worker) barrier() {
 	<-done
 }
 
-// failAll turns every result whose event is not yet stored into err.
+// failAll turns every result whose event is not certainly stored into
+// err. A duplicate answer is failed too: the event it names may belong to
+// the batch that failed. A genuine duplicate is answered again on retry.
 func failAll(results []*result, err error) {
 	for i, r := range results {
 		if r == nil || r.err != nil {
@@ -240,7 +252,7 @@ func failAll(results []*result, err error) {
 			results[i] = &result{err: err}
 		}
 		for j, a := range r.many {
-			if a.Err == nil && a.Admitted != nil && !a.Duplicate && uncommitted(a.Stored) {
+			if a.Err == nil && a.Admitted != nil && (a.Duplicate || uncommitted(a.Stored)) {
 				r.many[j] = AdmitResult{Err: err}
 			}
 		}
