@@ -199,7 +199,7 @@ func BenchmarkIdleRoomMemory(b *testing.B) {
 		// A service whose idle workers exit soon after the last room is
 		// made, so both figures come from one run.
 		s.svc.Close()
-		svc, err := New(Config{Signer: s.svc.cfg.Signer, IdleTimeout: 3 * time.Second}, s.svc.deps)
+		svc, err := New(Config{Signer: s.svc.cfg.Signer, IdleTimeout: 10 * time.Second}, s.svc.deps)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -215,7 +215,7 @@ func BenchmarkIdleRoomMemory(b *testing.B) {
 		if n := svc.ActiveRooms(); n != rooms {
 			b.Fatalf("%d active rooms, want %d (made too slowly for the idle timeout?)", n, rooms)
 		}
-		deadline := time.Now().Add(30 * time.Second)
+		deadline := time.Now().Add(60 * time.Second)
 		for svc.ActiveRooms() > 0 {
 			if time.Now().After(deadline) {
 				b.Fatalf("%d workers still running", svc.ActiveRooms())
