@@ -130,12 +130,11 @@ func (w *worker) create(ctx context.Context, tx *txn, req *createRequest) *resul
 	ev := req.event
 	tuple := ev.Tuple()
 	st := &roomState{
-		version:  req.version,
-		create:   ev,
-		current:  stateMap{tuple: ev.ID()},
-		maxDepth: ev.Depth(),
-		events:   map[EventID]*known{},
-		waiting:  map[EventID][]EventID{},
+		version: req.version,
+		create:  ev,
+		current: stateMap{tuple: ev.ID()},
+		events:  map[EventID]*known{},
+		waiting: map[EventID][]EventID{},
 	}
 	st.extrem = map[EventID]stateMap{ev.ID(): st.current}
 	k := &known{ev: ev}
@@ -239,31 +238,22 @@ func (w *worker) appendLocal(ctx context.Context, tx *txn, le *LocalEvent) *resu
 
 	// State after: the current state plus this event. With one extremity
 	// the current map is that extremity's state and is updated in place.
-	var spec *storage.StateSpec
+	base := prevs[0]
+	var baseState stateMap
 	after := st.current
 	if len(st.extrem) != 1 {
+		baseState = st.extrem[base]
 		after = copyState(st.current)
 	}
-	base := prevs[0]
-	spec = &storage.StateSpec{BaseEvent: string(base)}
-	if len(st.extrem) != 1 {
-		spec.Delta = toStorageMap(diffState(st.extrem[base], st.current))
-	}
+	spec := stateSpec(base, baseState, st.current, ev, true)
 	if ev.IsState() {
 		after[ev.Tuple()] = ev.ID()
-		if spec.Delta == nil {
-			spec.Delta = storage.StateMap{}
-		}
-		spec.Delta[storage.StateKey{Type: ev.Type(), StateKey: *ev.StateKey()}] = string(ev.ID())
 		tx.setCurrent(stateMap{ev.Tuple(): ev.ID()})
 	}
 	stored := tx.add(k, spec)
 	st.extrem = map[EventID]stateMap{ev.ID(): after}
 	st.current = after
 	tx.extremChanged = true
-	if depth > st.maxDepth {
-		st.maxDepth = depth
-	}
 	return &result{stored: stored}
 }
 

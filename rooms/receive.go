@@ -288,16 +288,16 @@ func (w *worker) placeOne(ctx context.Context, tx *txn, k *known) *result {
 			k.rejected = rejectedByState + err.Error()
 		}
 	}
-	base := ev.PrevEvents()[0]
-	spec := &storage.StateSpec{BaseEvent: string(base)}
+	var baseState stateMap
 	if len(prevStates) > 1 {
-		spec.Delta = toStorageMap(diffState(prevStates[0], before))
+		baseState = prevStates[0]
 	}
 	k.outlier = false
 	if k.rejected != "" {
 		// A rejected event does not change state: the state after it is
 		// the state before it, so events that cite it can still be placed.
-		return w.finish(tx, k, spec, wasOutlier, nil)
+		spec := stateSpec(ev.PrevEvents()[0], baseState, before, ev, false)
+		return &result{admitted: &Admitted{Stored: tx.add(k, spec)}}
 	}
 	// 6. Soft failure against the current state.
 	if err := w.ensureStateEvents(ctx, st.current); err != nil {
@@ -307,33 +307,18 @@ func (w *worker) placeOne(ctx context.Context, tx *txn, k *known) *result {
 		k.softFailed = true
 		w.log.Info("event soft-failed", "event", ev.ID(), "reason", err)
 	}
-	after := before
-	if ev.IsState() {
-		if spec.Delta == nil {
-			spec.Delta = storage.StateMap{}
-		}
-		spec.Delta[storage.StateKey{Type: ev.Type(), StateKey: *ev.StateKey()}] = string(ev.ID())
-	}
-	if err := w.advance(ctx, tx, k, before, &after); err != nil {
+	// The spec is taken before advance, which may update before in place.
+	spec := stateSpec(ev.PrevEvents()[0], baseState, before, ev, true)
+	if err := w.advance(ctx, tx, k, before); err != nil {
 		return &result{err: err}
 	}
-	return w.finish(tx, k, spec, wasOutlier, after)
-}
-
-// finish queues the placed event, updating an outlier row in place.
-func (w *worker) finish(tx *txn, k *known, spec *storage.StateSpec, wasOutlier bool, _ stateMap) *result {
-	stored := tx.add(k, spec)
-	_ = wasOutlier // storage turns a stored outlier into a full event
-	if d := k.ev.Depth(); d > w.st.maxDepth {
-		w.st.maxDepth = d
-	}
-	return &result{admitted: &Admitted{Stored: stored}}
+	return &result{admitted: &Admitted{Stored: tx.add(k, spec)}}
 }
 
 // advance moves the forward extremities and current state for an accepted
 // event. The state after the event is before plus the event; before is
 // updated in place only when nothing else can still need it.
-func (w *worker) advance(ctx context.Context, tx *txn, k *known, before stateMap, after *stateMap) error {
+func (w *worker) advance(ctx context.Context, tx *txn, k *known, before stateMap) error {
 	st := w.st
 	ev := k.ev
 	prevs := ev.PrevEvents()
@@ -350,7 +335,6 @@ func (w *worker) advance(ctx context.Context, tx *txn, k *known, before stateMap
 			before[ev.Tuple()] = ev.ID()
 			tx.setCurrent(stateMap{ev.Tuple(): ev.ID()})
 		}
-		*after = before
 		st.extrem = map[EventID]stateMap{ev.ID(): before}
 		st.current = before
 		tx.extremChanged = true
@@ -360,7 +344,6 @@ func (w *worker) advance(ctx context.Context, tx *txn, k *known, before stateMap
 	if ev.IsState() {
 		a[ev.Tuple()] = ev.ID()
 	}
-	*after = a
 	if k.softFailed {
 		// Soft-failed events are not forward extremities (server-server
 		// API, "Soft failure").

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"reflect"
 	"sort"
 
 	"github.com/plexus-chat/plexus/internal/storage"
@@ -27,9 +28,8 @@ type roomState struct {
 	create  *Event
 	// extrem maps each forward extremity to the state after it. When there
 	// is one extremity its map IS current (shared, updated in place).
-	extrem   map[EventID]stateMap
-	current  stateMap
-	maxDepth int64
+	extrem  map[EventID]stateMap
+	current stateMap
 	// events caches parsed events: at least the current state, the
 	// extremities and everything touched by the batch in progress.
 	events map[EventID]*known
@@ -87,6 +87,29 @@ func diffState(from, to stateMap) stateMap {
 	return d
 }
 
+// stateSpec tells storage the state after ev as a delta on the state after
+// base: the differences from baseState to before (baseState nil: they are
+// the same state), plus ev itself when it is a state event that takes
+// effect.
+func stateSpec(base EventID, baseState, before stateMap, ev *Event, takesEffect bool) *storage.StateSpec {
+	spec := &storage.StateSpec{BaseEvent: string(base)}
+	if baseState != nil {
+		spec.Delta = toStorageMap(diffState(baseState, before))
+	}
+	if takesEffect && ev.IsState() {
+		if spec.Delta == nil {
+			spec.Delta = storage.StateMap{}
+		}
+		spec.Delta[storage.StateKey{Type: ev.Type(), StateKey: *ev.StateKey()}] = string(ev.ID())
+	}
+	return spec
+}
+
+// sameMap reports whether a and b are the same map, not merely equal.
+func sameMap(a, b stateMap) bool {
+	return reflect.ValueOf(a).UnsafePointer() == reflect.ValueOf(b).UnsafePointer()
+}
+
 // load reads the room into memory if it is not there.
 func (w *worker) load(ctx context.Context) error {
 	if w.st != nil {
@@ -107,12 +130,11 @@ func (w *worker) load(ctx context.Context) error {
 		return fmt.Errorf("rooms: room %s has unsupported version %q", w.roomID, info.Version)
 	}
 	st := &roomState{
-		version:  v,
-		extrem:   map[EventID]stateMap{},
-		current:  toStateMap(info.Current),
-		maxDepth: info.MaxDepth,
-		events:   map[EventID]*known{},
-		waiting:  map[EventID][]EventID{},
+		version: v,
+		extrem:  map[EventID]stateMap{},
+		current: toStateMap(info.Current),
+		events:  map[EventID]*known{},
+		waiting: map[EventID][]EventID{},
 	}
 	w.st = st
 	w.s.versions.Store(w.roomID, v)
@@ -240,6 +262,12 @@ func (w *worker) getter(s stateMap) func(pdu.StateTuple) *pdu.Event {
 func (w *worker) ensureStateEvents(ctx context.Context, states ...stateMap) error {
 	var ids []EventID
 	for _, s := range states {
+		if sameMap(s, w.st.current) {
+			// The current state's events are always cached (load, append,
+			// advance and trimCache keep them): skip the walk, which would
+			// cost a lookup per member of a large room on every event.
+			continue
+		}
 		for _, id := range s {
 			if _, ok := w.st.events[id]; !ok {
 				ids = append(ids, id)

@@ -51,8 +51,6 @@ type worker struct {
 	// pending counts requests promised to this worker; guarded by s.mu.
 	pending int
 
-	// tx is the batch in progress while a request batch is processed.
-	tx *txn
 	// jobs carries processed batches to the commit loop; one may wait
 	// while another commits.
 	jobs chan *job
@@ -175,7 +173,6 @@ func (w *worker) process(reqs []*request) {
 	}
 	ctx := context.Background()
 	tx := newTxn(w)
-	w.tx = tx
 	results := make([]*result, len(reqs))
 	for i, req := range reqs {
 		r := w.handle(ctx, tx, req)
@@ -195,7 +192,6 @@ func (w *worker) process(reqs []*request) {
 			break
 		}
 	}
-	w.tx = nil
 	tx.seal()
 	w.jobs <- &job{tx: tx, reqs: reqs, results: results}
 	if w.st != nil && len(w.st.events) > len(w.st.current)+len(w.st.extrem)+maxCachedEvents {

@@ -193,10 +193,11 @@ func (db *DB) commitMany(ctx context.Context, group []*pendingCommit) []error {
 }
 
 // forgetAll undoes a whole group's in-memory changes after the shared
-// transaction failed.
+// transaction failed: every batch's when it certainly rolled back (done may
+// then be nil), otherwise those of the batches that had written (done).
 func (db *DB) forgetAll(group []*pendingCommit, done []*commitTx, rolledBack bool, startPos, startGroup int64) {
 	for i, p := range group {
-		if done[i] != nil || rolledBack {
+		if rolledBack || done[i] != nil {
 			db.forget(p.b, false, 0, 0)
 		}
 	}
@@ -300,13 +301,13 @@ func (db *DB) commitMerged(ctx context.Context, group []*pendingCommit) (errs []
 			continue
 		}
 		if err := w.steps(ctx); err != nil {
-			db.undoMerged(group, startPos, startGroup)
+			db.forgetAll(group, nil, true, startPos, startGroup)
 			return nil, false
 		}
 		ws[i] = w
 	}
 	if err := k.exec(ctx, db, tx); err != nil {
-		db.undoMerged(group, startPos, startGroup)
+		db.forgetAll(group, nil, true, startPos, startGroup)
 		return nil, false
 	}
 	if err := tx.Commit(); err != nil {
@@ -327,12 +328,4 @@ func (db *DB) commitMerged(ctx context.Context, group []*pendingCommit) (errs []
 	}
 	db.maxPos.Store(db.lastPos)
 	return errs, true
-}
-
-// undoMerged forgets what a rolled-back merged attempt left in memory.
-func (db *DB) undoMerged(group []*pendingCommit, startPos, startGroup int64) {
-	for _, p := range group {
-		db.forget(p.b, true, 0, 0)
-	}
-	db.lastPos, db.lastGroup = startPos, startGroup
 }
