@@ -12,6 +12,20 @@ import (
 // here once two packages need the same one.
 const (
 	CodeBadJSON               = "M_BAD_JSON"
+	CodeBadState              = "M_BAD_STATE"
+	CodeExclusive             = "M_EXCLUSIVE"
+	CodeGuestAccessForbidden  = "M_GUEST_ACCESS_FORBIDDEN"
+	CodeIncompatibleVersion   = "M_INCOMPATIBLE_ROOM_VERSION"
+	CodeInvalidParam          = "M_INVALID_PARAM"
+	CodeInvalidRoomState      = "M_INVALID_ROOM_STATE"
+	CodeInvalidUsername       = "M_INVALID_USERNAME"
+	CodeMissingParam          = "M_MISSING_PARAM"
+	CodeRoomInUse             = "M_ROOM_IN_USE"
+	CodeTooLarge              = "M_TOO_LARGE"
+	CodeUnsupportedVersion    = "M_UNSUPPORTED_ROOM_VERSION"
+	CodeUserDeactivated       = "M_USER_DEACTIVATED"
+	CodeUserInUse             = "M_USER_IN_USE"
+	CodeWeakPassword          = "M_WEAK_PASSWORD"
 	CodeForbidden             = "M_FORBIDDEN"
 	CodeLimitExceeded         = "M_LIMIT_EXCEEDED"
 	CodeMissingToken          = "M_MISSING_TOKEN"
@@ -37,6 +51,22 @@ type MatrixError struct {
 	Msg string
 	// Status is the HTTP status code; 0 means 500.
 	Status int
+	// Extra holds further fields of the body that some errors carry
+	// (retry_after_ms for M_LIMIT_EXCEEDED, the flows and session of a
+	// user-interactive auth challenge, ...). It never overrides errcode
+	// or error.
+	Extra map[string]any
+}
+
+// With returns a copy of e whose body also carries key: value.
+func (e *MatrixError) With(key string, value any) *MatrixError {
+	c := *e
+	c.Extra = make(map[string]any, len(e.Extra)+1)
+	for k, v := range e.Extra {
+		c.Extra[k] = v
+	}
+	c.Extra[key] = value
+	return &c
 }
 
 // New returns a MatrixError with the given status, code and message.
@@ -71,8 +101,39 @@ type body struct {
 
 // MarshalJSON writes the standard error body {"errcode":..., "error":...}.
 func (e *MatrixError) MarshalJSON() ([]byte, error) {
-	return json.Marshal(body{Code: e.Code, Msg: e.Msg})
+	if len(e.Extra) == 0 {
+		return json.Marshal(body{Code: e.Code, Msg: e.Msg})
+	}
+	m := make(map[string]any, len(e.Extra)+2)
+	for k, v := range e.Extra {
+		m[k] = v
+	}
+	m["errcode"], m["error"] = e.Code, e.Msg
+	return json.Marshal(m)
 }
+
+// LimitExceeded is 429 M_LIMIT_EXCEEDED with retry_after_ms.
+func LimitExceeded(retryAfterMS int64) *MatrixError {
+	return New(http.StatusTooManyRequests, CodeLimitExceeded, "Too many requests").With("retry_after_ms", retryAfterMS)
+}
+
+// InvalidParam is 400 M_INVALID_PARAM.
+func InvalidParam(msg string) *MatrixError { return New(http.StatusBadRequest, CodeInvalidParam, msg) }
+
+// MissingParam is 400 M_MISSING_PARAM.
+func MissingParam(msg string) *MatrixError { return New(http.StatusBadRequest, CodeMissingParam, msg) }
+
+// UnknownToken is 401 M_UNKNOWN_TOKEN (Client-Server API, "Using access
+// tokens"): the token is not, or no longer, valid.
+func UnknownToken(msg string) *MatrixError { return New(http.StatusUnauthorized, CodeUnknownToken, msg) }
+
+// MissingToken is 401 M_MISSING_TOKEN.
+func MissingToken() *MatrixError {
+	return New(http.StatusUnauthorized, CodeMissingToken, "Missing access token")
+}
+
+// TooLarge is 413 M_TOO_LARGE.
+func TooLarge(msg string) *MatrixError { return New(http.StatusRequestEntityTooLarge, CodeTooLarge, msg) }
 
 // NotFound is 404 M_NOT_FOUND.
 func NotFound(msg string) *MatrixError { return New(http.StatusNotFound, CodeNotFound, msg) }

@@ -40,6 +40,8 @@ type DB struct {
 	closed    bool
 	lastPos   int64
 	lastGroup int64
+	// lastAux is the last aux stream position handed out (see Tx.NextPos).
+	lastAux int64
 	// rooms and recent are Commit's caches of committed data, also
 	// guarded by writeSem (see writecache.go).
 	rooms  map[string]roomMeta
@@ -48,6 +50,8 @@ type DB struct {
 	// maxPos is the highest committed stream position, readable without
 	// waiting for an in-flight Commit.
 	maxPos atomic.Int64
+	// auxPos is the highest committed aux stream position.
+	auxPos atomic.Int64
 
 	// group merges concurrent Commits into shared transactions.
 	group grouper
@@ -118,6 +122,10 @@ func (db *DB) open(ctx context.Context, t target) error {
 		return fmt.Errorf("storage: read counters: %w", err)
 	}
 	db.maxPos.Store(db.lastPos)
+	if err := db.write.QueryRowContext(ctx, `SELECT pos FROM aux_stream`).Scan(&db.lastAux); err != nil {
+		return fmt.Errorf("storage: read aux stream: %w", err)
+	}
+	db.auxPos.Store(db.lastAux)
 	return nil
 }
 

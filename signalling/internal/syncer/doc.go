@@ -1,0 +1,27 @@
+// Package syncer is the /sync engine (Client-Server API, "Syncing"): it
+// follows the event stream as the room service stores events, keeps an
+// in-memory window of recent events and every user's room memberships,
+// and answers initial and incremental syncs, long-polling until something
+// for the caller is stored. The realtime WebSocket's sync channel is
+// served by the same engine, so both transports deliver exactly the same
+// data for the same tokens.
+//
+// # The tailer
+//
+// One goroutine, poked by the room service's Listener after every commit,
+// reads storage's event stream from its last position. Reading from
+// storage rather than taking the events from the Listener is what makes
+// delivery gap-free: storage publishes stream positions in commit order,
+// while Listener calls from different rooms' workers can arrive in any
+// order. Each event read is appended to the window (a ring of the most
+// recent events), membership changes update the index, and the members of
+// the event's room are woken through the stream.Hub.
+//
+// # Tokens
+//
+// A sync token (stream.Token) is a position in the event stream, the aux
+// stream and the typing counter. An incremental sync returns everything
+// in (since, next]; the window answers it from memory unless since is
+// older than the window, when the affected rooms are answered like an
+// initial sync with limited timelines.
+package syncer

@@ -1,0 +1,261 @@
+package syncer
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"time"
+
+	"github.com/plexus-chat/plexus/internal/storage"
+	"github.com/plexus-chat/plexus/signalling/internal/stream"
+)
+
+// The sources of everything /sync delivers besides room events. Each is
+// optional: a nil source contributes nothing.
+type (
+	// AccountData serves global and per-room account data.
+	AccountData interface {
+		AccountDataSince(ctx context.Context, userID string, since, upto int64) (global []json.RawMessage, rooms map[string][]json.RawMessage, err error)
+	}
+	// Devices serves to-device messages and E2EE key state.
+	Devices interface {
+		ToDevice(ctx context.Context, userID, deviceID string, since, upto int64, limit int) ([]json.RawMessage, int64, error)
+		AckToDevice(ctx context.Context, userID, deviceID string, upto int64) error
+		DeviceListChanges(ctx context.Context, userID string, since, upto int64) (changed, left []string, err error)
+		OneTimeKeyCounts(ctx context.Context, userID, deviceID string) (map[string]int, error)
+		UnusedFallbackKeyTypes(ctx context.Context, userID, deviceID string) ([]string, error)
+	}
+	// Ephemeral serves typing notifications and receipts.
+	Ephemeral interface {
+		TypingPos() int64
+		// TypingSince returns the rooms whose typing set changed after
+		// since, each with its current typing users.
+		TypingSince(since int64) map[string][]string
+		ReceiptsSince(ctx context.Context, userID string, roomIDs []string, since, upto int64) (map[string]json.RawMessage, error)
+	}
+	// Annotations supplies what client-form events carry beyond the PDU:
+	// the sender device's transaction ID and redactions.
+	Annotations interface {
+		TxnID(ctx context.Context, userID, deviceID, eventID string) string
+		RedactedBy(ctx context.Context, eventIDs []string) (map[string]string, error)
+	}
+)
+
+// Config configures the Engine.
+type Config struct {
+	// MaxTimeout caps a long-poll's timeout. Default 5 minutes.
+	MaxTimeout time.Duration
+	// ToDeviceLimit bounds the to-device messages in one response.
+	// Default 100.
+	ToDeviceLimit int
+}
+
+// Deps are the Engine's collaborators.
+type Deps struct {
+	Index       *Index
+	DB          *storage.DB
+	Hub         *stream.Hub
+	AccountData AccountData
+	Devices     Devices
+	Ephemeral   Ephemeral
+	Annotations Annotations
+	Filters     Filters
+	Logger      *slog.Logger
+	Now         func() time.Time
+}
+
+// Engine answers syncs.
+type Engine struct {
+	cfg  Config
+	deps Deps
+	log  *slog.Logger
+}
+
+// New returns an Engine.
+func New(cfg Config, deps Deps) (*Engine, error) {
+	if deps.Index == nil || deps.DB == nil || deps.Hub == nil {
+		return nil, errors.New("syncer: Index, DB and Hub are required")
+	}
+	if cfg.MaxTimeout <= 0 {
+		cfg.MaxTimeout = 5 * time.Minute
+	}
+	if cfg.ToDeviceLimit <= 0 {
+		cfg.ToDeviceLimit = 100
+	}
+	if deps.Logger == nil {
+		deps.Logger = slog.New(slog.DiscardHandler)
+	}
+	if deps.Now == nil {
+		deps.Now = time.Now
+	}
+	return &Engine{cfg: cfg, deps: deps, log: deps.Logger}, nil
+}
+
+// Request is one sync.
+type Request struct {
+	UserID, DeviceID string
+	// Since is nil for an initial sync.
+	Since     *stream.Token
+	Filter    *Filter
+	FullState bool
+	// Timeout is how long to wait for something new; 0 answers at once.
+	Timeout time.Duration
+}
+
+// Sync answers req, waiting up to req.Timeout when there is nothing new
+// (Client-Server API, "Syncing": the server holds the request open until
+// an event arrives or the timeout passes).
+func (e *Engine) Sync(ctx context.Context, req Request) (*Response, stream.Token, error) {
+	// Subscribe before reading positions: a wake-up in between then
+	// cannot be missed.
+	sub := e.deps.Hub.Subscribe(req.UserID)
+	defer sub.Close()
+	if req.Since != nil && e.deps.Devices != nil && req.DeviceID != "" {
+		// The client has the to-device messages up to since: they can go
+		// (Client-Server API, "Send-to-Device messaging": deleted once
+		// the client acknowledges them by syncing past them).
+		if err := e.deps.Devices.AckToDevice(ctx, req.UserID, req.DeviceID, req.Since.Aux); err != nil {
+			return nil, stream.Token{}, err
+		}
+	}
+	timeout := min(req.Timeout, e.cfg.MaxTimeout)
+	var timer <-chan time.Time
+	if timeout > 0 && req.Since != nil && !req.FullState {
+		t := time.NewTimer(timeout)
+		defer t.Stop()
+		timer = t.C
+	}
+	for {
+		resp, next, err := e.compute(ctx, req)
+		if err != nil || timer == nil || !resp.empty() {
+			return resp, next, err
+		}
+		select {
+		case <-sub.C():
+		case <-timer:
+			return resp, next, nil
+		case <-ctx.Done():
+			return resp, next, nil
+		}
+	}
+}
+
+// Positions is the current end of every stream: the token an initial
+// sync would return.
+func (e *Engine) Positions() stream.Token {
+	t := stream.Token{Events: e.deps.Index.Head(), Aux: e.deps.DB.AuxPos()}
+	if e.deps.Ephemeral != nil {
+		t.Typing = e.deps.Ephemeral.TypingPos()
+	}
+	return t
+}
+
+// compute builds one response for (since, now].
+func (e *Engine) compute(ctx context.Context, req Request) (*Response, stream.Token, error) {
+	upto := e.Positions()
+	var since stream.Token
+	if req.Since != nil {
+		since = *req.Since
+		// A token from before a restart may be ahead of the in-memory
+		// typing counter: everything typing is then new.
+		if since.Typing > upto.Typing {
+			since.Typing = 0
+		}
+	}
+	resp := &Response{}
+	b := &builder{e: e, ctx: ctx, req: req, since: since, initial: req.Since == nil, now: e.deps.Now()}
+
+	// To-device first: when the batch is capped the aux part of the
+	// token must stop at the last message delivered, and every other aux
+	// source then reads up to the same point so nothing is skipped.
+	if d := e.deps.Devices; d != nil && req.DeviceID != "" {
+		msgs, last, err := d.ToDevice(ctx, req.UserID, req.DeviceID, since.Aux, upto.Aux, e.cfg.ToDeviceLimit)
+		if err != nil {
+			return nil, since, err
+		}
+		if len(msgs) >= e.cfg.ToDeviceLimit && last < upto.Aux {
+			upto.Aux = last
+		}
+		if len(msgs) > 0 {
+			resp.ToDevice = &EventList{Events: msgs}
+		}
+		counts, err := d.OneTimeKeyCounts(ctx, req.UserID, req.DeviceID)
+		if err != nil {
+			return nil, since, err
+		}
+		if counts == nil {
+			counts = map[string]int{}
+		}
+		resp.OTKCounts = counts
+		fb, err := d.UnusedFallbackKeyTypes(ctx, req.UserID, req.DeviceID)
+		if err != nil {
+			return nil, since, err
+		}
+		if fb == nil {
+			fb = []string{}
+		}
+		resp.UnusedFallbackKeys = fb
+		if !b.initial {
+			changed, left, err := d.DeviceListChanges(ctx, req.UserID, since.Aux, upto.Aux)
+			if err != nil {
+				return nil, since, err
+			}
+			if len(changed) > 0 || len(left) > 0 {
+				resp.DeviceLists = &DeviceLists{Changed: changed, Left: left}
+			}
+		}
+	}
+	b.upto = upto
+	rp, err := b.rooms()
+	if err != nil {
+		return nil, since, err
+	}
+	if len(rp.Join) > 0 || len(rp.Invite) > 0 || len(rp.Leave) > 0 {
+		resp.Rooms = rp
+	}
+	if ad := e.deps.AccountData; ad != nil {
+		global, perRoom, err := ad.AccountDataSince(ctx, req.UserID, since.Aux, upto.Aux)
+		if err != nil {
+			return nil, since, err
+		}
+		global = filterTyped(global, req.Filter.accountDataFilter())
+		if len(global) > 0 {
+			resp.AccountData = &EventList{Events: global}
+		}
+		for room, evs := range perRoom {
+			if jr := b.joinedRoomForExtras(rp, room); jr != nil {
+				jr.AccountData.Events = append(jr.AccountData.Events, evs...)
+			}
+		}
+		if len(rp.Join) > 0 && resp.Rooms == nil {
+			resp.Rooms = rp
+		}
+	}
+	resp.NextBatch = upto.String()
+	return resp, upto, nil
+}
+
+func (f *Filter) accountDataFilter() *EventFilter {
+	if f == nil {
+		return nil
+	}
+	return &f.AccountData
+}
+
+// filterTyped keeps the {"type": ...} events whose type passes ef.
+func filterTyped(evs []json.RawMessage, ef *EventFilter) []json.RawMessage {
+	if ef == nil || (ef.Types == nil && len(ef.NotTypes) == 0) {
+		return evs
+	}
+	out := evs[:0:0]
+	for _, ev := range evs {
+		var t struct {
+			Type string `json:"type"`
+		}
+		if json.Unmarshal(ev, &t) == nil && allows(ef.Types, ef.NotTypes, t.Type, true) {
+			out = append(out, ev)
+		}
+	}
+	return out
+}

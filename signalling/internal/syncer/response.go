@@ -1,0 +1,98 @@
+package syncer
+
+import "encoding/json"
+
+// Response is the body of GET /sync (Client-Server API, "GET
+// /_matrix/client/v3/sync"). Events are already in client form.
+type Response struct {
+	NextBatch   string       `json:"next_batch"`
+	Rooms       *RoomsPart   `json:"rooms,omitempty"`
+	AccountData *EventList   `json:"account_data,omitempty"`
+	Presence    *EventList   `json:"presence,omitempty"`
+	ToDevice    *EventList   `json:"to_device,omitempty"`
+	DeviceLists *DeviceLists `json:"device_lists,omitempty"`
+	// OTKCounts is always present for an E2EE-capable client: its absence
+	// would read as "no keys left" to some clients only when the field is
+	// present, so it is sent whenever known.
+	OTKCounts          map[string]int `json:"device_one_time_keys_count"`
+	UnusedFallbackKeys []string       `json:"device_unused_fallback_key_types"`
+}
+
+// EventList is {"events": [...]}.
+type EventList struct {
+	Events []json.RawMessage `json:"events"`
+}
+
+// DeviceLists lists users whose devices changed or who no longer share a
+// room with the caller.
+type DeviceLists struct {
+	Changed []string `json:"changed,omitempty"`
+	Left    []string `json:"left,omitempty"`
+}
+
+// RoomsPart holds the per-room sections.
+type RoomsPart struct {
+	Join   map[string]*JoinedRoom  `json:"join,omitempty"`
+	Invite map[string]*InvitedRoom `json:"invite,omitempty"`
+	Leave  map[string]*LeftRoom    `json:"leave,omitempty"`
+}
+
+// JoinedRoom is one room of rooms.join.
+type JoinedRoom struct {
+	Summary             *Summary     `json:"summary,omitempty"`
+	State               EventList    `json:"state"`
+	Timeline            Timeline     `json:"timeline"`
+	Ephemeral           EventList    `json:"ephemeral"`
+	AccountData         EventList    `json:"account_data"`
+	UnreadNotifications UnreadCounts `json:"unread_notifications"`
+}
+
+// Summary is the room summary used for naming rooms without a name.
+type Summary struct {
+	Heroes             []string `json:"m.heroes,omitempty"`
+	JoinedMemberCount  *int     `json:"m.joined_member_count,omitempty"`
+	InvitedMemberCount *int     `json:"m.invited_member_count,omitempty"`
+}
+
+// UnreadCounts are the room's notification counts for the caller.
+type UnreadCounts struct {
+	NotificationCount int `json:"notification_count"`
+	HighlightCount    int `json:"highlight_count"`
+}
+
+// Timeline is a room's timeline slice.
+type Timeline struct {
+	Events    []json.RawMessage `json:"events"`
+	Limited   bool              `json:"limited"`
+	PrevBatch string            `json:"prev_batch,omitempty"`
+}
+
+// InvitedRoom is one room of rooms.invite.
+type InvitedRoom struct {
+	InviteState EventList `json:"invite_state"`
+}
+
+// LeftRoom is one room of rooms.leave.
+type LeftRoom struct {
+	State       EventList `json:"state"`
+	Timeline    Timeline  `json:"timeline"`
+	AccountData EventList `json:"account_data"`
+}
+
+// empty reports whether r carries nothing a client would act on, so a
+// long-poll should keep waiting.
+func (r *Response) empty() bool {
+	if r.Rooms != nil && (len(r.Rooms.Join) > 0 || len(r.Rooms.Invite) > 0 || len(r.Rooms.Leave) > 0) {
+		return false
+	}
+	if r.AccountData != nil && len(r.AccountData.Events) > 0 {
+		return false
+	}
+	if r.ToDevice != nil && len(r.ToDevice.Events) > 0 {
+		return false
+	}
+	if r.DeviceLists != nil && (len(r.DeviceLists.Changed) > 0 || len(r.DeviceLists.Left) > 0) {
+		return false
+	}
+	return true
+}

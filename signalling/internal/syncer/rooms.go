@@ -1,0 +1,521 @@
+package syncer
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"sort"
+	"time"
+
+	"github.com/plexus-chat/plexus/internal/cjson"
+	"github.com/plexus-chat/plexus/internal/storage"
+	"github.com/plexus-chat/plexus/rooms"
+	"github.com/plexus-chat/plexus/signalling/internal/clientevent"
+	"github.com/plexus-chat/plexus/signalling/internal/stream"
+)
+
+// builder builds the rooms part of one response.
+type builder struct {
+	e           *Engine
+	ctx         context.Context
+	req         Request
+	since, upto stream.Token
+	initial     bool
+	now         time.Time
+}
+
+func (b *builder) rooms() (*RoomsPart, error) {
+	rp := &RoomsPart{Join: map[string]*JoinedRoom{}, Invite: map[string]*InvitedRoom{}, Leave: map[string]*LeftRoom{}}
+	x := b.e.deps.Index
+	v := x.view(b.req.UserID, b.since.Events, b.upto.Events)
+	full := b.initial || b.req.FullState || !v.covered
+	f := b.req.Filter
+
+	if full {
+		for room, h := range v.hist {
+			if !f.wantRoom(room) {
+				continue
+			}
+			switch membershipAt(h, b.upto.Events) {
+			case "join":
+				jr, err := b.fullJoined(room, !b.initial)
+				if err != nil {
+					return nil, err
+				}
+				rp.Join[room] = jr
+			case "invite":
+				ir, err := b.invited(room, h)
+				if err != nil {
+					return nil, err
+				}
+				rp.Invite[room] = ir
+			}
+		}
+	} else {
+		byRoom := map[string][]entry{}
+		for _, e := range v.events {
+			byRoom[e.room] = append(byRoom[e.room], e)
+		}
+		for room, evs := range byRoom {
+			if !f.wantRoom(room) {
+				continue
+			}
+			h := v.hist[room]
+			before, after := membershipAt(h, b.since.Events), membershipAt(h, b.upto.Events)
+			switch {
+			case after == "join" && before != "join":
+				jr, err := b.fullJoined(room, false)
+				if err != nil {
+					return nil, err
+				}
+				rp.Join[room] = jr
+			case after == "join":
+				jr, err := b.incrementalJoined(room, h, evs)
+				if err != nil {
+					return nil, err
+				}
+				if jr != nil {
+					rp.Join[room] = jr
+				}
+			case after == "invite" && before != "invite":
+				ir, err := b.invited(room, h)
+				if err != nil {
+					return nil, err
+				}
+				rp.Invite[room] = ir
+			case (after == "leave" || after == "ban") && (before == "join" || before == "invite"):
+				lr, err := b.left(room, h, evs)
+				if err != nil {
+					return nil, err
+				}
+				rp.Leave[room] = lr
+			}
+		}
+	}
+	if err := b.ephemeral(rp, v); err != nil {
+		return nil, err
+	}
+	return rp, nil
+}
+
+// joinedRoomForExtras returns the room's entry in rp.Join, making an
+// empty one if the user is joined and the room has no entry yet.
+func (b *builder) joinedRoomForExtras(rp *RoomsPart, room string) *JoinedRoom {
+	if jr := rp.Join[room]; jr != nil {
+		return jr
+	}
+	m, _ := b.e.deps.Index.Membership(b.ctx, room, b.req.UserID)
+	if m != "join" || !b.req.Filter.wantRoom(room) {
+		return nil
+	}
+	jr := newJoinedRoom()
+	jr.Timeline.PrevBatch = b.upto.String()
+	rp.Join[room] = jr
+	return jr
+}
+
+func newJoinedRoom() *JoinedRoom {
+	return &JoinedRoom{
+		State:       EventList{Events: []json.RawMessage{}},
+		Timeline:    Timeline{Events: []json.RawMessage{}},
+		Ephemeral:   EventList{Events: []json.RawMessage{}},
+		AccountData: EventList{Events: []json.RawMessage{}},
+	}
+}
+
+// ephemeral adds typing notifications and receipts to joined rooms.
+func (b *builder) ephemeral(rp *RoomsPart, v view) error {
+	eph := b.e.deps.Ephemeral
+	if eph == nil {
+		return nil
+	}
+	since := b.since.Typing
+	if b.initial {
+		since = 0
+	}
+	for room, users := range eph.TypingSince(since) {
+		if _, ok := v.hist[room]; !ok {
+			continue
+		}
+		if users == nil {
+			users = []string{}
+		}
+		if jr := b.joinedRoomForExtras(rp, room); jr != nil {
+			ev, _ := json.Marshal(map[string]any{"type": "m.typing", "content": map[string]any{"user_ids": users}})
+			jr.Ephemeral.Events = append(jr.Ephemeral.Events, ev)
+		}
+	}
+	var joined []string
+	for room, h := range v.hist {
+		if h[len(h)-1].membership == "join" {
+			joined = append(joined, room)
+		}
+	}
+	sort.Strings(joined)
+	rcpts, err := eph.ReceiptsSince(b.ctx, b.req.UserID, joined, b.since.Aux, b.upto.Aux)
+	if err != nil {
+		return err
+	}
+	for room, edu := range rcpts {
+		if jr := b.joinedRoomForExtras(rp, room); jr != nil {
+			jr.Ephemeral.Events = append(jr.Ephemeral.Events, edu)
+		}
+	}
+	return nil
+}
+
+// incrementalJoined is a joined room's changes from the window.
+func (b *builder) incrementalJoined(room string, h []change, evs []entry) (*JoinedRoom, error) {
+	tf := b.timelineFilter()
+	var visible []entry
+	for _, e := range evs {
+		own := e.ev.Type() == "m.room.member" && e.ev.StateKeyIs(b.req.UserID)
+		if !own && membershipAt(h, e.pos) != "join" {
+			continue
+		}
+		visible = append(visible, e)
+	}
+	limit := b.req.Filter.timelineLimit()
+	jr := newJoinedRoom()
+	// State that changed in the part of the window the timeline leaves
+	// out must reach the client as state.
+	skipped, shown := splitLimit(visible, limit)
+	jr.Timeline.Limited = len(skipped) > 0
+	latest := map[rooms.StateTuple]entry{}
+	for _, e := range skipped {
+		if e.ev.IsState() {
+			latest[e.ev.Tuple()] = e
+		}
+	}
+	var timeline []entry
+	for _, e := range shown {
+		if tf.matches(e.ev.Type(), string(e.ev.Sender())) {
+			timeline = append(timeline, e)
+		}
+	}
+	if len(timeline) == 0 && len(latest) == 0 {
+		return nil, nil
+	}
+	first := b.since.Events
+	if len(shown) > 0 {
+		first = shown[0].pos - 1
+	}
+	jr.Timeline.PrevBatch = stream.Token{Events: first, Aux: b.since.Aux, Typing: b.since.Typing}.String()
+	var err error
+	if jr.Timeline.Events, err = b.formatEntries(timeline); err != nil {
+		return nil, err
+	}
+	var state []entry
+	for _, e := range latest {
+		state = append(state, e)
+	}
+	sort.Slice(state, func(i, j int) bool { return state[i].pos < state[j].pos })
+	if jr.State.Events, err = b.formatEntries(state); err != nil {
+		return nil, err
+	}
+	if b.req.Filter != nil && b.req.Filter.Room.State.LazyLoadMembers {
+		if err := b.addLazyMembers(room, jr, timeline, state); err != nil {
+			return nil, err
+		}
+	}
+	return jr, nil
+}
+
+// splitLimit splits evs into the part a timeline of limit events leaves
+// out and the part it shows.
+func splitLimit(evs []entry, limit int) (skipped, shown []entry) {
+	if len(evs) <= limit {
+		return nil, evs
+	}
+	return evs[:len(evs)-limit], evs[len(evs)-limit:]
+}
+
+func (b *builder) timelineFilter() *EventFilter {
+	if b.req.Filter == nil {
+		return nil
+	}
+	return &b.req.Filter.Room.Timeline.EventFilter
+}
+
+// addLazyMembers adds the current member events of the timeline's
+// senders that the state does not already carry (Client-Server API,
+// "Lazy-loading room members").
+func (b *builder) addLazyMembers(room string, jr *JoinedRoom, timeline, state []entry) error {
+	have := map[string]bool{}
+	for _, e := range state {
+		if e.ev.Type() == "m.room.member" && e.ev.StateKey() != nil {
+			have[*e.ev.StateKey()] = true
+		}
+	}
+	for _, e := range timeline {
+		if e.ev.Type() == "m.room.member" && e.ev.StateKey() != nil {
+			have[*e.ev.StateKey()] = true
+		}
+	}
+	var want []string
+	for _, e := range timeline {
+		if s := string(e.ev.Sender()); !have[s] {
+			have[s] = true
+			want = append(want, s)
+		}
+	}
+	if len(want) == 0 {
+		return nil
+	}
+	info, err := b.e.deps.DB.Room(b.ctx, room)
+	if err != nil {
+		return err
+	}
+	var ids []string
+	for _, u := range want {
+		if id, ok := info.Current[storage.StateKey{Type: "m.room.member", StateKey: u}]; ok {
+			ids = append(ids, id)
+		}
+	}
+	evs, err := b.loadEvents(room, ids)
+	if err != nil {
+		return err
+	}
+	more, err := b.formatEntries(evs)
+	if err != nil {
+		return err
+	}
+	jr.State.Events = append(jr.State.Events, more...)
+	return nil
+}
+
+// fullJoined is a joined room as an initial sync shows it: the latest
+// timeline and the current state. limitedHint marks the timeline limited
+// even when it is not full, for a since token the window cannot answer.
+func (b *builder) fullJoined(room string, limitedHint bool) (*JoinedRoom, error) {
+	limit := b.req.Filter.timelineLimit()
+	recent, err := b.recentEvents(room, b.upto.Events, limit+1)
+	if err != nil {
+		return nil, err
+	}
+	jr := newJoinedRoom()
+	if len(recent) > limit {
+		recent = recent[1:]
+		jr.Timeline.Limited = true
+	} else if limitedHint && len(recent) > 0 {
+		jr.Timeline.Limited = true
+	}
+	tf := b.timelineFilter()
+	var timeline []entry
+	inTimeline := map[string]bool{}
+	for _, e := range recent {
+		if tf.matches(e.ev.Type(), string(e.ev.Sender())) {
+			timeline = append(timeline, e)
+			inTimeline[string(e.ev.ID())] = true
+		}
+	}
+	first := b.upto.Events
+	if len(recent) > 0 {
+		first = recent[0].pos - 1
+	}
+	jr.Timeline.PrevBatch = stream.Token{Events: first, Aux: b.upto.Aux, Typing: b.upto.Typing}.String()
+
+	info, err := b.e.deps.DB.Room(b.ctx, room)
+	if err != nil {
+		return nil, err
+	}
+	lazy := b.req.Filter != nil && b.req.Filter.Room.State.LazyLoadMembers
+	wantMember := map[string]bool{b.req.UserID: true}
+	for _, e := range timeline {
+		wantMember[string(e.ev.Sender())] = true
+	}
+	var ids []string
+	for k, id := range info.Current {
+		if inTimeline[id] {
+			continue
+		}
+		if lazy && k.Type == "m.room.member" && !wantMember[k.StateKey] {
+			continue
+		}
+		if b.req.Filter != nil && !b.req.Filter.Room.State.matches(k.Type, "") {
+			continue
+		}
+		ids = append(ids, id)
+	}
+	state, err := b.loadEvents(room, ids)
+	if err != nil {
+		return nil, err
+	}
+	if jr.Timeline.Events, err = b.formatEntries(timeline); err != nil {
+		return nil, err
+	}
+	if jr.State.Events, err = b.formatEntries(state); err != nil {
+		return nil, err
+	}
+	joined, invited, heroes := b.e.deps.Index.roomCounts(room, b.req.UserID)
+	jr.Summary = &Summary{Heroes: heroes, JoinedMemberCount: &joined, InvitedMemberCount: &invited}
+	return jr, nil
+}
+
+// invited is an invite as the invitee sees it: stripped state and the
+// invite event.
+func (b *builder) invited(room string, h []change) (*InvitedRoom, error) {
+	info, err := b.e.deps.DB.Room(b.ctx, room)
+	if err != nil {
+		return nil, err
+	}
+	var ids []string
+	for _, t := range clientevent.StrippedStateTypes {
+		if id, ok := info.Current[storage.StateKey{Type: t}]; ok {
+			ids = append(ids, id)
+		}
+	}
+	inviteID := h[len(h)-1].eventID
+	ids = append(ids, inviteID)
+	evs, err := b.loadEvents(room, ids)
+	if err != nil {
+		return nil, err
+	}
+	ir := &InvitedRoom{InviteState: EventList{Events: []json.RawMessage{}}}
+	for _, e := range evs {
+		if string(e.ev.ID()) == inviteID {
+			// The invite itself goes in full client form, so the client
+			// sees who invited it and when.
+			ir.InviteState.Events = append(ir.InviteState.Events, clientevent.Format(e.ev, clientevent.Options{Now: b.now, OmitRoomID: true}))
+			continue
+		}
+		ir.InviteState.Events = append(ir.InviteState.Events, clientevent.Stripped(e.ev))
+	}
+	return ir, nil
+}
+
+// left is a room the user left (or was kicked or banned from) since the
+// last sync: the timeline up to the leave.
+func (b *builder) left(room string, h []change, evs []entry) (*LeftRoom, error) {
+	leaveID := h[len(h)-1].eventID
+	var timeline []entry
+	for _, e := range evs {
+		own := e.ev.Type() == "m.room.member" && e.ev.StateKeyIs(b.req.UserID)
+		if own || membershipAt(h, e.pos) == "join" {
+			timeline = append(timeline, e)
+		}
+		if string(e.ev.ID()) == leaveID {
+			break
+		}
+	}
+	_, timeline = splitLimit(timeline, b.req.Filter.timelineLimit())
+	lr := &LeftRoom{State: EventList{Events: []json.RawMessage{}}, AccountData: EventList{Events: []json.RawMessage{}}}
+	var err error
+	if lr.Timeline.Events, err = b.formatEntries(timeline); err != nil {
+		return nil, err
+	}
+	first := b.since.Events
+	if len(timeline) > 0 {
+		first = timeline[0].pos - 1
+	}
+	lr.Timeline.PrevBatch = stream.Token{Events: first, Aux: b.since.Aux, Typing: b.since.Typing}.String()
+	return lr, nil
+}
+
+// recentEvents reads a room's last n visible events at or before upto,
+// oldest first.
+func (b *builder) recentEvents(room string, upto int64, n int) ([]entry, error) {
+	v, err := b.e.deps.Index.version(b.ctx, room)
+	if err != nil {
+		return nil, err
+	}
+	var out []entry
+	err = b.e.deps.DB.View(b.ctx, func(tx *storage.Tx) error {
+		rows, err := tx.Query(b.ctx, `SELECT stream_pos, json FROM events
+			WHERE room_id = ? AND stream_pos <= ? AND outlier = FALSE AND rejected = '' AND soft_failed = FALSE
+			ORDER BY stream_pos DESC LIMIT ?`, room, upto, n)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var pos int64
+			var js []byte
+			if err := rows.Scan(&pos, &js); err != nil {
+				return err
+			}
+			ev, err := rooms.ParseEvent(js, v)
+			if err != nil {
+				return fmt.Errorf("syncer: stored event at %d: %w", pos, err)
+			}
+			out = append(out, entry{pos: pos, room: room, ev: ev, visible: true})
+		}
+		return rows.Err()
+	})
+	if err != nil {
+		return nil, err
+	}
+	slices.Reverse(out)
+	return out, nil
+}
+
+// loadEvents reads events by ID, in stream order.
+func (b *builder) loadEvents(room string, ids []string) ([]entry, error) {
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	v, err := b.e.deps.Index.version(b.ctx, room)
+	if err != nil {
+		return nil, err
+	}
+	recs, err := b.e.deps.DB.Events(b.ctx, ids)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]entry, 0, len(recs))
+	for _, rec := range recs {
+		ev, err := rooms.ParseEvent(rec.JSON, v)
+		if err != nil {
+			return nil, fmt.Errorf("syncer: stored event %s: %w", rec.EventID, err)
+		}
+		out = append(out, entry{pos: rec.StreamPos, room: room, ev: ev, visible: true})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].pos < out[j].pos })
+	return out, nil
+}
+
+// formatEntries renders events in client form for this request's user.
+func (b *builder) formatEntries(evs []entry) ([]json.RawMessage, error) {
+	out := make([]json.RawMessage, 0, len(evs))
+	if len(evs) == 0 {
+		return out, nil
+	}
+	var redacted map[string]string
+	var redactions map[string][]byte
+	if a := b.e.deps.Annotations; a != nil {
+		ids := make([]string, len(evs))
+		for i, e := range evs {
+			ids[i] = string(e.ev.ID())
+		}
+		var err error
+		if redacted, err = a.RedactedBy(b.ctx, ids); err != nil {
+			return nil, err
+		}
+		if len(redacted) > 0 {
+			var rids []string
+			for _, r := range redacted {
+				rids = append(rids, r)
+			}
+			rs, err := b.loadEvents(evs[0].room, rids)
+			if err != nil {
+				return nil, err
+			}
+			redactions = map[string][]byte{}
+			for _, r := range rs {
+				redactions[string(r.ev.ID())] = clientevent.Format(r.ev, clientevent.Options{Now: b.now, OmitRoomID: true})
+			}
+		}
+	}
+	for _, e := range evs {
+		o := clientevent.Options{Now: b.now, OmitRoomID: true, PrevContent: cjson.NullValue()}
+		if r, ok := redacted[string(e.ev.ID())]; ok {
+			o.RedactedBecause = redactions[r]
+		}
+		if a := b.e.deps.Annotations; a != nil && string(e.ev.Sender()) == b.req.UserID && b.req.DeviceID != "" {
+			o.TxnID = a.TxnID(b.ctx, b.req.UserID, b.req.DeviceID, string(e.ev.ID()))
+		}
+		out = append(out, clientevent.Format(e.ev, o))
+	}
+	return out, nil
+}
