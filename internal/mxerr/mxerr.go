@@ -125,7 +125,9 @@ func MissingParam(msg string) *MatrixError { return New(http.StatusBadRequest, C
 
 // UnknownToken is 401 M_UNKNOWN_TOKEN (Client-Server API, "Using access
 // tokens"): the token is not, or no longer, valid.
-func UnknownToken(msg string) *MatrixError { return New(http.StatusUnauthorized, CodeUnknownToken, msg) }
+func UnknownToken(msg string) *MatrixError {
+	return New(http.StatusUnauthorized, CodeUnknownToken, msg)
+}
 
 // MissingToken is 401 M_MISSING_TOKEN.
 func MissingToken() *MatrixError {
@@ -133,7 +135,9 @@ func MissingToken() *MatrixError {
 }
 
 // TooLarge is 413 M_TOO_LARGE.
-func TooLarge(msg string) *MatrixError { return New(http.StatusRequestEntityTooLarge, CodeTooLarge, msg) }
+func TooLarge(msg string) *MatrixError {
+	return New(http.StatusRequestEntityTooLarge, CodeTooLarge, msg)
+}
 
 // NotFound is 404 M_NOT_FOUND.
 func NotFound(msg string) *MatrixError { return New(http.StatusNotFound, CodeNotFound, msg) }

@@ -3,7 +3,7 @@ package storage
 import (
 	"context"
 	"database/sql"
-		"fmt"
+	"fmt"
 )
 
 // Tx is a transaction over the tables outside the event graph: accounts,
