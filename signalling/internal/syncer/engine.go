@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/plexus-chat/plexus/internal/storage"
+	"github.com/plexus-chat/plexus/rooms"
 	"github.com/plexus-chat/plexus/signalling/internal/stream"
 )
 
@@ -35,10 +36,11 @@ type (
 		ReceiptsSince(ctx context.Context, userID string, roomIDs []string, since, upto int64) (map[string]json.RawMessage, error)
 	}
 	// Annotations supplies what client-form events carry beyond the PDU:
-	// the sender device's transaction ID and redactions.
+	// the sender device's transaction ID and redactions (each redacted
+	// event's redaction, in client form).
 	Annotations interface {
 		TxnID(ctx context.Context, userID, deviceID, eventID string) string
-		RedactedBy(ctx context.Context, eventIDs []string) (map[string]string, error)
+		RedactedBecause(ctx context.Context, roomID string, evs []*rooms.Event) (map[string][]byte, error)
 	}
 )
 

@@ -481,37 +481,20 @@ func (b *builder) formatEntries(evs []entry) ([]json.RawMessage, error) {
 	if len(evs) == 0 {
 		return out, nil
 	}
-	var redacted map[string]string
-	var redactions map[string][]byte
+	var because map[string][]byte
 	if a := b.e.deps.Annotations; a != nil {
-		ids := make([]string, len(evs))
+		parsed := make([]*rooms.Event, len(evs))
 		for i, e := range evs {
-			ids[i] = string(e.ev.ID())
+			parsed[i] = e.ev
 		}
 		var err error
-		if redacted, err = a.RedactedBy(b.ctx, ids); err != nil {
+		if because, err = a.RedactedBecause(b.ctx, evs[0].room, parsed); err != nil {
 			return nil, err
-		}
-		if len(redacted) > 0 {
-			var rids []string
-			for _, r := range redacted {
-				rids = append(rids, r)
-			}
-			rs, err := b.loadEvents(evs[0].room, rids)
-			if err != nil {
-				return nil, err
-			}
-			redactions = map[string][]byte{}
-			for _, r := range rs {
-				redactions[string(r.ev.ID())] = clientevent.Format(r.ev, clientevent.Options{Now: b.now, OmitRoomID: true})
-			}
 		}
 	}
 	for _, e := range evs {
 		o := clientevent.Options{Now: b.now, OmitRoomID: true, PrevContent: cjson.NullValue()}
-		if r, ok := redacted[string(e.ev.ID())]; ok {
-			o.RedactedBecause = redactions[r]
-		}
+		o.RedactedBecause = because[string(e.ev.ID())]
 		if a := b.e.deps.Annotations; a != nil && string(e.ev.Sender()) == b.req.UserID && b.req.DeviceID != "" {
 			o.TxnID = a.TxnID(b.ctx, b.req.UserID, b.req.DeviceID, string(e.ev.ID()))
 		}

@@ -1,0 +1,440 @@
+package roomapi
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+
+	"github.com/plexus-chat/plexus/internal/cjson"
+	"github.com/plexus-chat/plexus/internal/mxerr"
+	"github.com/plexus-chat/plexus/internal/storage"
+	"github.com/plexus-chat/plexus/rooms"
+	"github.com/plexus-chat/plexus/signalling/internal/endpoint"
+)
+
+// currentStateID is the event ID holding (typ, stateKey) in roomID's
+// current state, "" if none.
+func (a *API) currentStateID(ctx context.Context, roomID, typ, stateKey string) (string, error) {
+	var id string
+	err := a.deps.DB.View(ctx, func(tx *storage.Tx) error {
+		return tx.QueryRow(ctx, `SELECT event_id FROM current_state WHERE room_id = ? AND type = ? AND state_key = ?`,
+			roomID, typ, stateKey).Scan(&id)
+	})
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", nil
+	}
+	return id, err
+}
+
+// currentState is the current state event (typ, stateKey), nil if none.
+func (a *API) currentState(ctx context.Context, roomID, typ, stateKey string) (*rooms.Event, error) {
+	id, err := a.currentStateID(ctx, roomID, typ, stateKey)
+	if err != nil || id == "" {
+		return nil, err
+	}
+	evs, err := a.parsedEvents(ctx, roomID, []string{id})
+	if err != nil {
+		return nil, err
+	}
+	return evs[id], nil
+}
+
+// memberContent builds the content of an m.room.member event. A join
+// carries the user's profile (Client-Server API, "Profiles", "Events on
+// change of profile information").
+func (a *API) memberContent(ctx context.Context, userID, membership, reason string, extra ...cjson.Member) (cjson.Value, error) {
+	ms := []cjson.Member{cjson.M("membership", cjson.Str(membership))}
+	if reason != "" {
+		ms = append(ms, cjson.M("reason", cjson.Str(reason)))
+	}
+	if (membership == "join" || membership == "invite") && a.deps.Profiles != nil && a.isLocal(userID) {
+		name, avatar, err := a.deps.Profiles.Profile(ctx, userID)
+		if err != nil {
+			return cjson.Value{}, err
+		}
+		if name != "" {
+			ms = append(ms, cjson.M("displayname", cjson.Str(name)))
+		}
+		if avatar != "" {
+			ms = append(ms, cjson.M("avatar_url", cjson.Str(avatar)))
+		}
+	}
+	ms = append(ms, extra...)
+	return cjson.Obj(ms...), nil
+}
+
+func (a *API) isLocal(userID string) bool {
+	return strings.HasSuffix(userID, ":"+a.cfg.ServerName)
+}
+
+// setMembership appends sender's m.room.member event for target.
+func (a *API) setMembership(ctx context.Context, roomID, sender, target, membership, reason string, extra ...cjson.Member) (*rooms.Stored, error) {
+	content, err := a.memberContent(ctx, target, membership, reason, extra...)
+	if err != nil {
+		return nil, err
+	}
+	st, err := a.deps.Rooms.Append(ctx, rooms.RoomID(roomID), rooms.LocalEvent{
+		Type: "m.room.member", StateKey: &target, Sender: rooms.UserID(sender), Content: content,
+	})
+	if err != nil {
+		return nil, appendErr(err)
+	}
+	if membership == "join" || membership == "invite" || membership == "knock" {
+		// Rejoining, or being invited again, brings a forgotten room back
+		// ("Leaving rooms").
+		if err := a.unforget(ctx, target, roomID); err != nil {
+			return nil, err
+		}
+	}
+	return st, nil
+}
+
+type membershipBody struct {
+	UserID string `json:"user_id"`
+	Reason string `json:"reason"`
+}
+
+// decodeTarget reads a body naming a target user.
+func decodeTarget(r *http.Request) (*membershipBody, error) {
+	var b membershipBody
+	if err := endpoint.Decode(r, 0, &b); err != nil {
+		return nil, err
+	}
+	if b.UserID == "" {
+		return nil, mxerr.MissingParam("Missing user_id")
+	}
+	if _, err := rooms.ParseUserID(b.UserID); err != nil {
+		return nil, mxerr.InvalidParam(fmt.Sprintf("Invalid user ID %q", b.UserID))
+	}
+	return &b, nil
+}
+
+// join makes userID join a room this server participates in.
+func (a *API) join(ctx context.Context, roomID, userID, reason string) error {
+	if _, err := a.roomVersion(ctx, roomID); errors.Is(err, rooms.ErrUnknownRoom) {
+		// FEDERATION: joining a room this server is not in needs a
+		// make_join/send_join handshake with a resident server
+		// (server-server API, "Joining Rooms"). Until then there is no
+		// server we know to ask.
+		return mxerr.NotFound("No known servers")
+	} else if err != nil {
+		return err
+	}
+	cur, err := a.currentState(ctx, roomID, "m.room.member", userID)
+	if err != nil {
+		return err
+	}
+	content, err := a.memberContent(ctx, userID, "join", reason)
+	if err != nil {
+		return err
+	}
+	if cur != nil && cur.Membership() == "join" && cur.Content().Equal(content) {
+		return nil // already joined with this profile: nothing to change
+	}
+	_, err = a.setMembership(ctx, roomID, userID, userID, "join", reason)
+	return err
+}
+
+func (a *API) joinRoom(w http.ResponseWriter, r *http.Request, s *endpoint.Session) {
+	roomID := r.PathValue("roomId")
+	var body struct {
+		Reason string `json:"reason"`
+	}
+	if err := validRoomID(roomID); err != nil {
+		endpoint.Fail(w, err)
+		return
+	}
+	if err := endpoint.Decode(r, 0, &body); err != nil {
+		endpoint.Fail(w, err)
+		return
+	}
+	if err := a.join(r.Context(), roomID, s.UserID, body.Reason); err != nil {
+		endpoint.Fail(w, err)
+		return
+	}
+	endpoint.Write(w, map[string]string{"room_id": roomID})
+}
+
+func (a *API) joinByIDOrAlias(w http.ResponseWriter, r *http.Request, s *endpoint.Session) {
+	target := r.PathValue("roomIdOrAlias")
+	var body struct {
+		Reason string `json:"reason"`
+	}
+	if err := endpoint.Decode(r, 0, &body); err != nil {
+		endpoint.Fail(w, err)
+		return
+	}
+	roomID := target
+	switch {
+	case strings.HasPrefix(target, "#"):
+		alias, err := parseAlias(target)
+		if err != nil {
+			endpoint.Fail(w, err)
+			return
+		}
+		id, err := a.resolveAlias(r.Context(), alias)
+		if err != nil {
+			endpoint.Fail(w, err)
+			return
+		}
+		roomID = id
+	case strings.HasPrefix(target, "!"):
+		if err := validRoomID(target); err != nil {
+			endpoint.Fail(w, err)
+			return
+		}
+	default:
+		endpoint.Fail(w, mxerr.InvalidParam(fmt.Sprintf("%q is not a room ID or alias", target)))
+		return
+	}
+	if err := a.join(r.Context(), roomID, s.UserID, body.Reason); err != nil {
+		endpoint.Fail(w, err)
+		return
+	}
+	endpoint.Write(w, map[string]string{"room_id": roomID})
+}
+
+func (a *API) invite(w http.ResponseWriter, r *http.Request, s *endpoint.Session) {
+	ctx := r.Context()
+	roomID := r.PathValue("roomId")
+	b, err := decodeTarget(r)
+	if err != nil {
+		endpoint.Fail(w, err)
+		return
+	}
+	if err := a.requireJoined(ctx, roomID, s.UserID); err != nil {
+		endpoint.Fail(w, err)
+		return
+	}
+	cur, err := a.currentState(ctx, roomID, "m.room.member", b.UserID)
+	if err != nil {
+		endpoint.Fail(w, err)
+		return
+	}
+	if cur != nil {
+		switch cur.Membership() {
+		case "invite":
+			endpoint.Write(w, struct{}{}) // "or was already invited"
+			return
+		case "join":
+			endpoint.Fail(w, mxerr.Forbidden(b.UserID+" is already in the room"))
+			return
+		case "ban":
+			endpoint.Fail(w, mxerr.Forbidden(b.UserID+" is banned from the room"))
+			return
+		}
+	}
+	st, err := a.setMembership(ctx, roomID, s.UserID, b.UserID, "invite", b.Reason)
+	if err != nil {
+		endpoint.Fail(w, err)
+		return
+	}
+	if !a.isLocal(b.UserID) && a.deps.OnRemoteInvite != nil {
+		a.deps.OnRemoteInvite(ctx, roomID, string(st.Event.ID()), b.UserID)
+	}
+	endpoint.Write(w, struct{}{})
+}
+
+func (a *API) leave(w http.ResponseWriter, r *http.Request, s *endpoint.Session) {
+	ctx := r.Context()
+	roomID := r.PathValue("roomId")
+	var body struct {
+		Reason string `json:"reason"`
+	}
+	if err := endpoint.Decode(r, 0, &body); err != nil {
+		endpoint.Fail(w, err)
+		return
+	}
+	if err := validRoomID(roomID); err != nil {
+		endpoint.Fail(w, err)
+		return
+	}
+	if _, err := a.roomVersion(ctx, roomID); errors.Is(err, rooms.ErrUnknownRoom) {
+		// FEDERATION: rejecting an invite to a room we are not in needs
+		// make_leave/send_leave.
+		endpoint.Fail(w, mxerr.NotFound("Unknown room"))
+		return
+	} else if err != nil {
+		endpoint.Fail(w, err)
+		return
+	}
+	m, err := a.membership(ctx, roomID, s.UserID)
+	if err != nil {
+		endpoint.Fail(w, err)
+		return
+	}
+	switch m {
+	case "join", "invite", "knock":
+	case "leave":
+		endpoint.Write(w, struct{}{}) // already left: nothing to do
+		return
+	default:
+		endpoint.Fail(w, mxerr.Forbidden(fmt.Sprintf("User %s is not in room %s", s.UserID, roomID)))
+		return
+	}
+	if _, err := a.setMembership(ctx, roomID, s.UserID, s.UserID, "leave", body.Reason); err != nil {
+		endpoint.Fail(w, err)
+		return
+	}
+	endpoint.Write(w, struct{}{})
+}
+
+func (a *API) forget(w http.ResponseWriter, r *http.Request, s *endpoint.Session) {
+	ctx := r.Context()
+	roomID := r.PathValue("roomId")
+	if _, err := a.roomVersion(ctx, roomID); errors.Is(err, rooms.ErrUnknownRoom) {
+		endpoint.Fail(w, mxerr.NotFound("Unknown room"))
+		return
+	} else if err != nil {
+		endpoint.Fail(w, err)
+		return
+	}
+	m, err := a.membership(ctx, roomID, s.UserID)
+	if err != nil {
+		endpoint.Fail(w, err)
+		return
+	}
+	switch m {
+	case "join", "invite", "knock":
+		// 400 "The user has not left the room"; Synapse's errcode.
+		endpoint.Fail(w, mxerr.New(http.StatusBadRequest, mxerr.CodeUnknown, "The user has not left the room"))
+		return
+	case "":
+		endpoint.Fail(w, mxerr.NotFound("User was never in the room"))
+		return
+	}
+	err = a.deps.DB.Update(ctx, func(tx *storage.Tx) error {
+		_, err := tx.Exec(ctx, `INSERT INTO forgotten_rooms (user_id, room_id) VALUES (?, ?) ON CONFLICT (user_id, room_id) DO NOTHING`, s.UserID, roomID)
+		return err
+	})
+	if err != nil {
+		endpoint.Fail(w, err)
+		return
+	}
+	a.deps.Hub.Wake(s.UserID)
+	endpoint.Write(w, struct{}{})
+}
+
+// isForgotten reports whether userID forgot roomID.
+func (a *API) isForgotten(ctx context.Context, userID, roomID string) (bool, error) {
+	var n int
+	err := a.deps.DB.View(ctx, func(tx *storage.Tx) error {
+		return tx.QueryRow(ctx, `SELECT COUNT(*) FROM forgotten_rooms WHERE user_id = ? AND room_id = ?`, userID, roomID).Scan(&n)
+	})
+	return n > 0, err
+}
+
+// Forgotten reports whether userID forgot roomID: /sync leaves such rooms
+// out until the user is joined, invited or knocks again.
+func (a *API) Forgotten(ctx context.Context, userID, roomID string) (bool, error) {
+	return a.isForgotten(ctx, userID, roomID)
+}
+
+func (a *API) unforget(ctx context.Context, userID, roomID string) error {
+	return a.deps.DB.Update(ctx, func(tx *storage.Tx) error {
+		_, err := tx.Exec(ctx, `DELETE FROM forgotten_rooms WHERE user_id = ? AND room_id = ?`, userID, roomID)
+		return err
+	})
+}
+
+// moderate handles kick, ban and unban: from lists the target
+// memberships the action applies to (nil: any).
+func (a *API) moderate(w http.ResponseWriter, r *http.Request, s *endpoint.Session, membership string, from []string, refusal string) {
+	ctx := r.Context()
+	roomID := r.PathValue("roomId")
+	b, err := decodeTarget(r)
+	if err != nil {
+		endpoint.Fail(w, err)
+		return
+	}
+	if err := a.requireJoined(ctx, roomID, s.UserID); err != nil {
+		endpoint.Fail(w, err)
+		return
+	}
+	if from != nil {
+		m, err := a.membership(ctx, roomID, b.UserID)
+		if err != nil {
+			endpoint.Fail(w, err)
+			return
+		}
+		ok := false
+		for _, f := range from {
+			ok = ok || m == f
+		}
+		if !ok {
+			endpoint.Fail(w, mxerr.Forbidden(fmt.Sprintf(refusal, b.UserID)))
+			return
+		}
+	}
+	if _, err := a.setMembership(ctx, roomID, s.UserID, b.UserID, membership, b.Reason); err != nil {
+		endpoint.Fail(w, err)
+		return
+	}
+	endpoint.Write(w, struct{}{})
+}
+
+func (a *API) kick(w http.ResponseWriter, r *http.Request, s *endpoint.Session) {
+	a.moderate(w, r, s, "leave", []string{"join", "invite", "knock"}, "The target user %s is not in the room")
+}
+
+func (a *API) ban(w http.ResponseWriter, r *http.Request, s *endpoint.Session) {
+	a.moderate(w, r, s, "ban", nil, "")
+}
+
+func (a *API) unban(w http.ResponseWriter, r *http.Request, s *endpoint.Session) {
+	a.moderate(w, r, s, "leave", []string{"ban"}, "The target user %s is not banned")
+}
+
+func (a *API) joinedRooms(w http.ResponseWriter, r *http.Request, s *endpoint.Session) {
+	ids, err := a.deps.Members.JoinedRooms(r.Context(), s.UserID)
+	if err != nil {
+		endpoint.Fail(w, err)
+		return
+	}
+	if ids == nil {
+		ids = []string{}
+	}
+	endpoint.Write(w, map[string][]string{"joined_rooms": ids})
+}
+
+// UpdateProfile appends a new join event, carrying the new display name
+// and avatar URL, to every room userID is joined to (Client-Server API,
+// "Events on change of profile information"). It goes on past a room that
+// fails and returns the errors together.
+func (a *API) UpdateProfile(ctx context.Context, userID, displayname, avatarURL string) error {
+	ids, err := a.deps.Members.JoinedRooms(ctx, userID)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, roomID := range ids {
+		cur, err := a.currentState(ctx, roomID, "m.room.member", userID)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if cur == nil || cur.Membership() != "join" {
+			continue
+		}
+		content := cur.Content().Without("displayname", "avatar_url", "reason")
+		if displayname != "" {
+			content = content.With("displayname", cjson.Str(displayname))
+		}
+		if avatarURL != "" {
+			content = content.With("avatar_url", cjson.Str(avatarURL))
+		}
+		if content.Equal(cur.Content()) {
+			continue
+		}
+		_, err = a.deps.Rooms.Append(ctx, rooms.RoomID(roomID), rooms.LocalEvent{
+			Type: "m.room.member", StateKey: &userID, Sender: rooms.UserID(userID), Content: content,
+		})
+		if err != nil {
+			errs = append(errs, fmt.Errorf("roomapi: profile update in %s: %w", roomID, err))
+		}
+	}
+	return errors.Join(errs...)
+}
