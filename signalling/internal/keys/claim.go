@@ -51,6 +51,11 @@ func (k *Keys) handleClaim(w http.ResponseWriter, r *http.Request, s *endpoint.S
 		}
 		return nil
 	})
+	for user, devices := range req.OneTimeKeys {
+		for device := range devices {
+			k.counts.invalidate(user, device)
+		}
+	}
 	if err != nil {
 		endpoint.Fail(w, err)
 		return

@@ -63,6 +63,8 @@ type Keys struct {
 	log  *slog.Logger
 	now  func() time.Time
 	deps Deps
+	// counts caches one-time key counts and fallback key types for /sync.
+	counts *keyCounts
 }
 
 // New returns a Keys.
@@ -73,7 +75,7 @@ func New(cfg Config, deps Deps) (*Keys, error) {
 	if deps.DB == nil {
 		return nil, errors.New("keys: Deps.DB is required")
 	}
-	k := &Keys{cfg: cfg, db: deps.DB, hub: deps.Hub, log: deps.Logger, now: deps.Now, deps: deps}
+	k := &Keys{cfg: cfg, db: deps.DB, hub: deps.Hub, log: deps.Logger, now: deps.Now, deps: deps, counts: newKeyCounts()}
 	if k.hub == nil {
 		k.hub = stream.NewHub()
 	}

@@ -138,13 +138,32 @@ func signaturesOn(ctx context.Context, tx *storage.Tx, target, viewer string) (m
 // signed_curve25519 is always present, as Synapse does, so that clients
 // see 0 rather than nothing once the keys run out.
 func (k *Keys) OneTimeKeyCounts(ctx context.Context, userID, deviceID string) (map[string]int, error) {
-	var out map[string]int
+	e, err := k.counts.get(ctx, deviceRef{userID, deviceID}, func(ctx context.Context) (countsEntry, error) {
+		return k.loadCounts(ctx, userID, deviceID)
+	})
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]int, len(e.otk))
+	for alg, n := range e.otk {
+		out[alg] = n
+	}
+	return out, nil
+}
+
+// loadCounts reads a device's one-time key counts and unused fallback key
+// types in one snapshot.
+func (k *Keys) loadCounts(ctx context.Context, userID, deviceID string) (countsEntry, error) {
+	var e countsEntry
 	err := k.db.View(ctx, func(tx *storage.Tx) error {
 		var err error
-		out, err = otkCounts(ctx, tx, userID, deviceID)
+		if e.otk, err = otkCounts(ctx, tx, userID, deviceID); err != nil {
+			return err
+		}
+		e.fallback, err = unusedFallbacks(ctx, tx, userID, deviceID)
 		return err
 	})
-	return out, err
+	return e, err
 }
 
 func otkCounts(ctx context.Context, tx *storage.Tx, userID, deviceID string) (map[string]int, error) {
@@ -170,24 +189,31 @@ func otkCounts(ctx context.Context, tx *storage.Tx, userID, deviceID string) (ma
 // a fallback key that no /keys/claim has handed out yet, for /sync's
 // device_unused_fallback_key_types. It is never nil.
 func (k *Keys) UnusedFallbackKeyTypes(ctx context.Context, userID, deviceID string) ([]string, error) {
-	out := []string{}
-	err := k.db.View(ctx, func(tx *storage.Tx) error {
-		rows, err := tx.Query(ctx, `SELECT algorithm FROM e2e_fallback_keys
-			WHERE user_id = ? AND device_id = ? AND used = FALSE ORDER BY algorithm`, userID, deviceID)
-		if err != nil {
-			return fmt.Errorf("keys: read fallback keys: %w", err)
-		}
-		defer rows.Close()
-		for rows.Next() {
-			var alg string
-			if err := rows.Scan(&alg); err != nil {
-				return fmt.Errorf("keys: read fallback keys: %w", err)
-			}
-			out = append(out, alg)
-		}
-		return rows.Err()
+	e, err := k.counts.get(ctx, deviceRef{userID, deviceID}, func(ctx context.Context) (countsEntry, error) {
+		return k.loadCounts(ctx, userID, deviceID)
 	})
-	return out, err
+	if err != nil {
+		return nil, err
+	}
+	return append([]string{}, e.fallback...), nil
+}
+
+func unusedFallbacks(ctx context.Context, tx *storage.Tx, userID, deviceID string) ([]string, error) {
+	out := []string{}
+	rows, err := tx.Query(ctx, `SELECT algorithm FROM e2e_fallback_keys
+		WHERE user_id = ? AND device_id = ? AND used = FALSE ORDER BY algorithm`, userID, deviceID)
+	if err != nil {
+		return nil, fmt.Errorf("keys: read fallback keys: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var alg string
+		if err := rows.Scan(&alg); err != nil {
+			return nil, fmt.Errorf("keys: read fallback keys: %w", err)
+		}
+		out = append(out, alg)
+	}
+	return out, rows.Err()
 }
 
 // DeleteDevice removes everything this package holds for a device (its
@@ -211,6 +237,7 @@ func (k *Keys) DeleteDevice(ctx context.Context, userID, deviceID string) error 
 		}
 		return recordChange(ctx, tx, userID, "")
 	})
+	k.counts.invalidate(userID, deviceID)
 	if err != nil {
 		return err
 	}

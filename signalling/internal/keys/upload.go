@@ -92,6 +92,7 @@ func (k *Keys) handleUpload(w http.ResponseWriter, r *http.Request, s *endpoint.
 		counts, err = otkCounts(r.Context(), tx, s.UserID, s.DeviceID)
 		return err
 	})
+	k.counts.invalidate(s.UserID, s.DeviceID)
 	if err != nil {
 		endpoint.Fail(w, err)
 		return

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/plexus-chat/plexus/internal/storage"
@@ -72,7 +73,16 @@ type Engine struct {
 	cfg  Config
 	deps Deps
 	log  *slog.Logger
+
+	mu sync.Mutex // guards acks
+	// acks maps each device to the aux position up to which its
+	// to-device messages are known to be deleted, so that a sync that
+	// acknowledges nothing new costs no write. A device missing here
+	// (first sync since start) is acknowledged once unconditionally.
+	acks map[deviceKey]int64
 }
+
+type deviceKey struct{ user, device string }
 
 // New returns an Engine.
 func New(cfg Config, deps Deps) (*Engine, error) {
@@ -91,7 +101,7 @@ func New(cfg Config, deps Deps) (*Engine, error) {
 	if deps.Now == nil {
 		deps.Now = time.Now
 	}
-	return &Engine{cfg: cfg, deps: deps, log: deps.Logger}, nil
+	return &Engine{cfg: cfg, deps: deps, log: deps.Logger, acks: map[deviceKey]int64{}}, nil
 }
 
 // Request is one sync.
@@ -114,10 +124,7 @@ func (e *Engine) Sync(ctx context.Context, req Request) (*Response, stream.Token
 	sub := e.deps.Hub.Subscribe(req.UserID)
 	defer sub.Close()
 	if req.Since != nil && e.deps.Devices != nil && req.DeviceID != "" {
-		// The client has the to-device messages up to since: they can go
-		// (Client-Server API, "Send-to-Device messaging": deleted once
-		// the client acknowledges them by syncing past them).
-		if err := e.deps.Devices.AckToDevice(ctx, req.UserID, req.DeviceID, req.Since.Aux); err != nil {
+		if err := e.ack(ctx, req.UserID, req.DeviceID, req.Since.Aux); err != nil {
 			return nil, stream.Token{}, err
 		}
 	}
@@ -141,6 +148,26 @@ func (e *Engine) Sync(ctx context.Context, req Request) (*Response, stream.Token
 			return resp, next, nil
 		}
 	}
+}
+
+// ack deletes the to-device messages a client has acknowledged by syncing
+// past them (Client-Server API, "Send-to-Device messaging": messages are
+// deleted once the client confirms receipt with its next since token).
+func (e *Engine) ack(ctx context.Context, user, device string, upto int64) error {
+	k := deviceKey{user, device}
+	e.mu.Lock()
+	acked, known := e.acks[k]
+	e.mu.Unlock()
+	if known && upto <= acked {
+		return nil
+	}
+	if err := e.deps.Devices.AckToDevice(ctx, user, device, upto); err != nil {
+		return err
+	}
+	e.mu.Lock()
+	e.acks[k] = max(e.acks[k], upto)
+	e.mu.Unlock()
+	return nil
 }
 
 // Positions is the current end of every stream: the token an initial
@@ -171,10 +198,18 @@ func (e *Engine) compute(ctx context.Context, req Request) (*Response, stream.To
 	// To-device first: when the batch is capped the aux part of the
 	// token must stop at the last message delivered, and every other aux
 	// source then reads up to the same point so nothing is skipped.
+	// Nothing on the aux stream since the token: no to-device message,
+	// account data, receipt or key change can be new.
+	auxNew := b.initial || upto.Aux > since.Aux
 	if d := e.deps.Devices; d != nil && req.DeviceID != "" {
-		msgs, last, err := d.ToDevice(ctx, req.UserID, req.DeviceID, since.Aux, upto.Aux, e.cfg.ToDeviceLimit)
-		if err != nil {
-			return nil, since, err
+		var msgs []json.RawMessage
+		var last int64
+		var err error
+		if auxNew {
+			msgs, last, err = d.ToDevice(ctx, req.UserID, req.DeviceID, since.Aux, upto.Aux, e.cfg.ToDeviceLimit)
+			if err != nil {
+				return nil, since, err
+			}
 		}
 		if len(msgs) >= e.cfg.ToDeviceLimit && last < upto.Aux {
 			upto.Aux = last
@@ -198,7 +233,7 @@ func (e *Engine) compute(ctx context.Context, req Request) (*Response, stream.To
 			fb = []string{}
 		}
 		resp.UnusedFallbackKeys = fb
-		if !b.initial {
+		if !b.initial && auxNew {
 			changed, left, err := d.DeviceListChanges(ctx, req.UserID, since.Aux, upto.Aux)
 			if err != nil {
 				return nil, since, err
@@ -216,7 +251,7 @@ func (e *Engine) compute(ctx context.Context, req Request) (*Response, stream.To
 	if len(rp.Join) > 0 || len(rp.Invite) > 0 || len(rp.Leave) > 0 {
 		resp.Rooms = rp
 	}
-	if ad := e.deps.AccountData; ad != nil {
+	if ad := e.deps.AccountData; ad != nil && auxNew {
 		global, perRoom, err := ad.AccountDataSince(ctx, req.UserID, since.Aux, upto.Aux)
 		if err != nil {
 			return nil, since, err

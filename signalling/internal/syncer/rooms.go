@@ -153,6 +153,9 @@ func (b *builder) ephemeral(rp *RoomsPart, v view) error {
 		}
 	}
 	sort.Strings(joined)
+	if !b.initial && b.upto.Aux <= b.since.Aux {
+		return nil // no receipt can be new
+	}
 	rcpts, err := eph.ReceiptsSince(b.ctx, b.req.UserID, joined, b.since.Aux, b.upto.Aux)
 	if err != nil {
 		return err
@@ -203,7 +206,9 @@ func (b *builder) incrementalJoined(room string, h []change, evs []entry) (*Join
 	}
 	jr.Timeline.PrevBatch = stream.Token{Events: first, Aux: b.since.Aux, Typing: b.since.Typing}.String()
 	var err error
-	if jr.Timeline.Events, err = b.formatEntries(timeline); err != nil {
+	// Window events are new to this client: a redaction of one is
+	// delivered after it, so there is nothing to look up.
+	if jr.Timeline.Events, err = b.formatFresh(timeline); err != nil {
 		return nil, err
 	}
 	var state []entry
@@ -475,6 +480,24 @@ func (b *builder) loadEvents(room string, ids []string) ([]entry, error) {
 	return out, nil
 }
 
+// formatFresh renders events the client has not seen before: no
+// redaction can already apply to them.
+func (b *builder) formatFresh(evs []entry) ([]json.RawMessage, error) {
+	out := make([]json.RawMessage, 0, len(evs))
+	for _, e := range evs {
+		out = append(out, b.formatOne(e, nil))
+	}
+	return out, nil
+}
+
+func (b *builder) formatOne(e entry, redactedBecause []byte) json.RawMessage {
+	o := clientevent.Options{Now: b.now, OmitRoomID: true, PrevContent: cjson.NullValue(), RedactedBecause: redactedBecause}
+	if a := b.e.deps.Annotations; a != nil && string(e.ev.Sender()) == b.req.UserID && b.req.DeviceID != "" {
+		o.TxnID = a.TxnID(b.ctx, b.req.UserID, b.req.DeviceID, string(e.ev.ID()))
+	}
+	return clientevent.Format(e.ev, o)
+}
+
 // formatEntries renders events in client form for this request's user.
 func (b *builder) formatEntries(evs []entry) ([]json.RawMessage, error) {
 	out := make([]json.RawMessage, 0, len(evs))
@@ -493,12 +516,7 @@ func (b *builder) formatEntries(evs []entry) ([]json.RawMessage, error) {
 		}
 	}
 	for _, e := range evs {
-		o := clientevent.Options{Now: b.now, OmitRoomID: true, PrevContent: cjson.NullValue()}
-		o.RedactedBecause = because[string(e.ev.ID())]
-		if a := b.e.deps.Annotations; a != nil && string(e.ev.Sender()) == b.req.UserID && b.req.DeviceID != "" {
-			o.TxnID = a.TxnID(b.ctx, b.req.UserID, b.req.DeviceID, string(e.ev.ID()))
-		}
-		out = append(out, clientevent.Format(e.ev, o))
+		out = append(out, b.formatOne(e, because[string(e.ev.ID())]))
 	}
 	return out, nil
 }
