@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/netip"
 	"net/url"
 	"strings"
 	"text/tabwriter"
+	"time"
 )
 
 // Config is the validated configuration of `plexus serve`.
@@ -26,6 +28,20 @@ type Config struct {
 	DataDir string
 	// DB is empty for SQLite inside DataDir, or a postgres:// URL.
 	DB string
+	// Registration is "open", "token", "closed", or "" for the default:
+	// open while Listen is loopback-only, closed otherwise (see
+	// EffectiveRegistration).
+	Registration string
+	// RegistrationSharedSecret enables shared-secret admin registration
+	// (POST /_synapse/admin/v1/register) when set.
+	RegistrationSharedSecret string
+	// PublicBaseURL is the client API's public URL for
+	// /.well-known/matrix/client; empty derives it from each request.
+	PublicBaseURL string
+	// MediaDir holds uploaded media; empty means <DataDir>/media.
+	MediaDir string
+	// MaxUploadBytes bounds one media upload.
+	MaxUploadBytes int64
 	// MetricsListen is "" to serve /metrics on the main listener, MetricsOff
 	// to serve no metrics at all, or a host:port to serve /metrics only there.
 	MetricsListen string
@@ -33,6 +49,31 @@ type Config struct {
 	LogLevel slog.Level
 	// LogFormat is LogFormatText or LogFormatJSON.
 	LogFormat string
+
+	// TURN relay
+	//
+	// TURNListen is the host:port of the relay's UDP and TCP listeners and
+	// TURNTLSListen that of its TLS listener; "" disables them.
+	TURNListen, TURNTLSListen string
+	// TURNTLSCert and TURNTLSKey are PEM files; both "" uses a self-signed
+	// certificate generated in DataDir.
+	TURNTLSCert, TURNTLSKey string
+	// TURNExternalIP is advertised in relayed addresses and URIs; zero
+	// derives it from the listen address.
+	TURNExternalIP netip.Addr
+	// TURNRelayPorts bounds relay ports.
+	TURNRelayPorts PortRange
+	// TURNSecret is the TURN REST shared secret; "" uses the one generated
+	// in DataDir.
+	TURNSecret string
+	// TURNAllowPeers and TURNDenyPeers adjust the relay's peer policy.
+	TURNAllowPeers, TURNDenyPeers []netip.Prefix
+	// TURNUserQuota and TURNTotalQuota cap allocations; 0 is no cap.
+	TURNUserQuota, TURNTotalQuota int
+	// TURNMaxBitrate caps each allocation in kbit/s; 0 is no cap.
+	TURNMaxBitrate int64
+	// TURNMaxLifetime ends allocations this old; 0 never.
+	TURNMaxLifetime time.Duration
 }
 
 // Special values of settings.
@@ -43,6 +84,20 @@ const (
 	LogFormatText = "text"
 	LogFormatJSON = "json"
 )
+
+// EffectiveRegistration resolves the default registration mode: open
+// while the client listener only accepts loopback connections (a
+// developer's machine), closed once it is reachable from elsewhere, so a
+// server exposed by accident is not open to sign-ups.
+func (c Config) EffectiveRegistration() string {
+	if c.Registration != "" {
+		return c.Registration
+	}
+	if listenIsLoopback(c.Listen) {
+		return "open"
+	}
+	return "closed"
+}
 
 // Postgres reports whether DB names a PostgreSQL database rather than the
 // default SQLite file in DataDir.
@@ -65,6 +120,11 @@ func (c Config) LogValue() slog.Value {
 		slog.String("listen", c.Listen),
 		slog.String("data", c.DataDir),
 		slog.String("db", db),
+		slog.String("registration", c.EffectiveRegistration()),
+		slog.Bool("registration_shared_secret", c.RegistrationSharedSecret != ""),
+		slog.String("public_base_url", c.PublicBaseURL),
+		slog.String("media_dir", c.MediaDir),
+		slog.Int64("max_upload_bytes", c.MaxUploadBytes),
 		slog.String("metrics_listen", metrics),
 		slog.String("log_level", c.LogLevel.String()),
 		slog.String("log_format", c.LogFormat),
@@ -94,13 +154,13 @@ func Parse(args []string, usage io.Writer) (Config, error) {
 type rawFlag struct {
 	name   string
 	isBool bool
-	given  map[string]string
+	given  map[string][]string // every value, in order: lists keep them all
 }
 
 func (f *rawFlag) String() string   { return "" }
 func (f *rawFlag) IsBoolFlag() bool { return f.isBool }
 func (f *rawFlag) Set(s string) error {
-	f.given[f.name] = s
+	f.given[f.name] = append(f.given[f.name], s)
 	return nil
 }
 
@@ -118,7 +178,7 @@ func parse(opts []option, checks []func(*Config) error, args []string, usage io.
 	fs.SetOutput(io.Discard) // we print errors and help ourselves
 	var file string
 	fs.StringVar(&file, "config", "", "")
-	given := map[string]string{}
+	given := map[string][]string{}
 	for _, o := range opts {
 		fs.Var(&rawFlag{name: o.name, isBool: o.isBool, given: given}, o.name, o.usage)
 	}
@@ -142,12 +202,22 @@ func parse(opts []option, checks []func(*Config) error, args []string, usage io.
 		problems = append(problems, applyFile(&c, opts, file)...)
 	}
 	for _, o := range opts {
-		raw, ok := given[o.name]
+		raws, ok := given[o.name]
 		if !ok {
 			continue
 		}
-		if err := o.set(&c, raw); err != nil {
-			problems = append(problems, fmt.Sprintf("--%s %s: %v", o.name, o.show(raw), err))
+		if !o.repeat {
+			raws = raws[len(raws)-1:] // the last one wins
+		}
+		for i, raw := range raws {
+			// A list given on the command line replaces the file's.
+			set := o.set
+			if i > 0 {
+				set = o.add
+			}
+			if err := set(&c, raw); err != nil {
+				problems = append(problems, fmt.Sprintf("--%s %s: %v", o.name, o.show(raw), err))
+			}
 		}
 	}
 	// Cross-field checks only make sense once every field is valid; running
@@ -184,6 +254,9 @@ overrides the file.
 		def := ""
 		if o.def != "" {
 			def = fmt.Sprintf(" (default %q)", o.def)
+		}
+		if o.repeat {
+			arg += " ..."
 		}
 		fmt.Fprintf(tw, "  --%s%s\t[%s]\t%s%s\n", o.name, arg, o.key, o.usage, def)
 	}

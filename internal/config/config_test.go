@@ -29,7 +29,16 @@ func defaults() Config {
 		Listen:     "127.0.0.1:8008",
 		DataDir:    "./plexus-data",
 		LogLevel:   slog.LevelInfo,
-		LogFormat:  LogFormatText,
+		// MaxUploadBytes is Synapse's default max_upload_size, 50 MiB.
+		MaxUploadBytes: 50 << 20,
+		LogFormat:      LogFormatText,
+		// TURN relay
+		TURNListen:      "127.0.0.1:3478",
+		TURNRelayPorts:  PortRange{49152, 65535},
+		TURNUserQuota:   20,
+		TURNTotalQuota:  1000,
+		TURNMaxBitrate:  10000,
+		TURNMaxLifetime: 12 * time.Hour,
 	}
 }
 

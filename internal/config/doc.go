@@ -20,7 +20,9 @@
 //
 // To add a setting (federation, TURN, SFU...): add a field to Config and one
 // define(...) row to the options table, with a parse function that returns
-// the typed value or an error saying what is wanted. Rows for secrets
+// the typed value or an error saying what is wanted; a list setting (a
+// repeatable flag, a YAML sequence) is a defineList(...) row whose parse
+// function takes one item. Rows for secrets
 // (passwords, shared secrets, URLs with credentials) end in .secret() so that
 // their values are never echoed in error messages.
 package config

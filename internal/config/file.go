@@ -60,6 +60,10 @@ func applyFile(c *Config, opts []option, path string) []string {
 		if v.Kind == yaml.AliasNode && v.Alias != nil {
 			v = v.Alias
 		}
+		if o.repeat && v.Kind == yaml.SequenceNode {
+			problems = append(problems, applyList(c, o, path, k.Value, v)...)
+			continue
+		}
 		if v.Kind != yaml.ScalarNode {
 			problems = append(problems, fmt.Sprintf("%s: %s: want a single value, not a list or mapping", at, k.Value))
 			continue
@@ -70,6 +74,28 @@ func applyFile(c *Config, opts []option, path string) []string {
 		}
 		if err := o.set(c, raw); err != nil {
 			problems = append(problems, fmt.Sprintf("%s: %s %s: %v", at, k.Value, o.show(raw), err))
+		}
+	}
+	return problems
+}
+
+// applyList sets a list option from a YAML sequence of scalars.
+func applyList(c *Config, o *option, path, key string, seq *yaml.Node) []string {
+	var problems []string
+	if err := o.set(c, ""); err != nil { // start from an empty list
+		return []string{fmt.Sprintf("%s:%d: %s: %v", path, seq.Line, key, err)}
+	}
+	for _, item := range seq.Content {
+		if item.Kind == yaml.AliasNode && item.Alias != nil {
+			item = item.Alias
+		}
+		at := fmt.Sprintf("%s:%d", path, item.Line)
+		if item.Kind != yaml.ScalarNode {
+			problems = append(problems, fmt.Sprintf("%s: %s: want a list of single values", at, key))
+			continue
+		}
+		if err := o.add(c, item.Value); err != nil {
+			problems = append(problems, fmt.Sprintf("%s: %s %s: %v", at, key, o.show(item.Value), err))
 		}
 	}
 	return problems

@@ -55,3 +55,18 @@ func splitHostPort(s string) (host, port string, err error) {
 	}
 	return host, port, nil
 }
+
+// listenIsLoopback reports whether a listen address accepts only loopback
+// connections: a loopback IP literal or "localhost". An empty host (all
+// interfaces) or any other name is not.
+func listenIsLoopback(s string) bool {
+	host, _, err := splitHostPort(s)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	a, err := netip.ParseAddr(host)
+	return err == nil && a.IsLoopback()
+}

@@ -43,3 +43,22 @@ func TestCheckListen(t *testing.T) {
 		})
 	}
 }
+
+func TestEffectiveRegistration(t *testing.T) {
+	for _, tc := range []struct{ listen, mode, want string }{
+		{"127.0.0.1:8008", "", "open"},
+		{"[::1]:8008", "", "open"},
+		{"localhost:8008", "", "open"},
+		{":8008", "", "closed"},
+		{"0.0.0.0:8008", "", "closed"},
+		{"192.168.1.2:8008", "", "closed"},
+		{"example.org:8008", "", "closed"},
+		{"0.0.0.0:8008", "open", "open"},
+		{"127.0.0.1:8008", "token", "token"},
+	} {
+		c := Config{Listen: tc.listen, Registration: tc.mode}
+		if got := c.EffectiveRegistration(); got != tc.want {
+			t.Errorf("listen %q registration %q: got %q, want %q", tc.listen, tc.mode, got, tc.want)
+		}
+	}
+}

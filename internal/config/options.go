@@ -4,9 +4,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"net/url"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/plexus-chat/plexus/internal/servername"
 )
@@ -21,6 +23,11 @@ type option struct {
 	isBool bool // flag may be given bare (--x meaning --x=true)
 	hidden bool // never echo the value in error messages
 	set    func(c *Config, raw string) error
+	// repeat marks a list: the flag may be given several times and the
+	// YAML value may be a sequence. set then replaces the list with the
+	// one item (none for ""), and add appends one.
+	repeat bool
+	add    func(c *Config, raw string) error
 }
 
 // define builds an option from the field it sets and a parse function that
@@ -75,6 +82,21 @@ var options = []option{
 	define("db", "URL", "",
 		"database: empty for SQLite in the data folder, or postgres://...",
 		func(c *Config) *string { return &c.DB }, parseDB).secret(),
+	define("registration", "MODE", "",
+		"open, token (a registration token is required) or closed; default: open while --listen is loopback-only, closed otherwise",
+		func(c *Config) *string { return &c.Registration }, parseRegistration),
+	define("registration-shared-secret", "SECRET", "",
+		"enables shared-secret admin registration (POST /_synapse/admin/v1/register), as Synapse's registration_shared_secret",
+		func(c *Config) *string { return &c.RegistrationSharedSecret }, parseAny).secret(),
+	define("public-base-url", "URL", "",
+		"public URL of the client API, for /.well-known/matrix/client; empty: the URL each request came in on",
+		func(c *Config) *string { return &c.PublicBaseURL }, parseBaseURL),
+	define("media-dir", "DIR", "",
+		"folder for uploaded media; empty: <data>/media",
+		func(c *Config) *string { return &c.MediaDir }, parseAny),
+	define("max-upload-size", "BYTES", "52428800",
+		"largest media upload accepted, in bytes",
+		func(c *Config) *int64 { return &c.MaxUploadBytes }, parsePositiveInt),
 	define("metrics-listen", "ADDR", "",
 		"/metrics: empty serves it on --listen, host:port serves it only there, 'off' disables it",
 		func(c *Config) *string { return &c.MetricsListen }, parseMetricsListen),
@@ -84,6 +106,45 @@ var options = []option{
 	define("log-format", "FORMAT", LogFormatText,
 		"text or json",
 		func(c *Config) *string { return &c.LogFormat }, parseLogFormat),
+	define("turn-listen", "ADDR", "127.0.0.1:3478",
+		"TURN relay over UDP and TCP: IP:port, or :port for every interface; empty disables it",
+		func(c *Config) *string { return &c.TURNListen }, parseTURNListen),
+	define("turn-tls-listen", "ADDR", "",
+		"TURN over TLS (e.g. :443 or :5349); empty disables it",
+		func(c *Config) *string { return &c.TURNTLSListen }, parseTURNListen),
+	define("turn-tls-cert", "FILE", "",
+		"PEM certificate chain for --turn-tls-listen; empty: a self-signed one generated in the data folder",
+		func(c *Config) *string { return &c.TURNTLSCert }, parseTURNFile),
+	define("turn-tls-key", "FILE", "",
+		"PEM private key of --turn-tls-cert",
+		func(c *Config) *string { return &c.TURNTLSKey }, parseTURNFile),
+	define("turn-external-ip", "IP", "",
+		"IPv4 address put in relayed candidates and TURN URIs, when behind NAT; empty: the --turn-listen address, or the host's first public one",
+		func(c *Config) *netip.Addr { return &c.TURNExternalIP }, parseExternalIP),
+	define("turn-relay-ports", "MIN-MAX", "49152-65535",
+		"UDP ports for relayed transport addresses",
+		func(c *Config) *PortRange { return &c.TURNRelayPorts }, parsePortRange),
+	define("turn-secret", "SECRET", "",
+		"TURN REST shared secret (coturn's static-auth-secret); empty: generated into <data>/turn.secret",
+		func(c *Config) *string { return &c.TURNSecret }, parseTURNFile).secret(),
+	defineList("turn-allow-peer", "CIDR",
+		"let the relay reach this range although it is local or private (repeatable)",
+		func(c *Config) *[]netip.Prefix { return &c.TURNAllowPeers }, parsePeerPrefix),
+	defineList("turn-deny-peer", "CIDR",
+		"never let the relay reach this range (repeatable; the most specific allow or deny wins)",
+		func(c *Config) *[]netip.Prefix { return &c.TURNDenyPeers }, parsePeerPrefix),
+	define("turn-user-quota", "N", "20",
+		"TURN allocations one user may hold at once; 0: no limit",
+		func(c *Config) *int { return &c.TURNUserQuota }, parseCount),
+	define("turn-total-quota", "N", "1000",
+		"TURN allocations in all at once; 0: no limit",
+		func(c *Config) *int { return &c.TURNTotalQuota }, parseCount),
+	define("turn-max-bitrate", "KBPS", "10000",
+		"per-allocation relay bandwidth cap in kbit/s, both directions together; 0: no cap",
+		func(c *Config) *int64 { return &c.TURNMaxBitrate }, parseKbps),
+	define("turn-max-lifetime", "DURATION", "12h",
+		"longest a TURN allocation may live however often it is refreshed; 0: no limit",
+		func(c *Config) *time.Duration { return &c.TURNMaxLifetime }, parseLifetime),
 }
 
 // crossChecks run after every field parsed; each reports one conflict
@@ -95,6 +156,7 @@ var crossChecks = []func(*Config) error{
 		}
 		return nil
 	},
+	checkTURN,
 }
 
 func parseServerName(s string) (string, error) {
@@ -137,6 +199,35 @@ func parseDB(s string) (string, error) {
 		return "", errors.New("want empty (SQLite in the data folder) or a postgres:// URL")
 	}
 	return s, nil
+}
+
+func parseRegistration(s string) (string, error) {
+	switch s {
+	case "", "open", "token", "closed":
+		return s, nil
+	}
+	return "", errors.New("want open, token or closed")
+}
+
+func parseAny(s string) (string, error) { return s, nil }
+
+func parseBaseURL(s string) (string, error) {
+	if s == "" {
+		return "", nil
+	}
+	u, err := url.Parse(s)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return "", errors.New("want an http:// or https:// URL")
+	}
+	return strings.TrimSuffix(s, "/"), nil
+}
+
+func parsePositiveInt(s string) (int64, error) {
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n <= 0 {
+		return 0, errors.New("want a positive integer")
+	}
+	return n, nil
 }
 
 func parseLogLevel(s string) (slog.Level, error) {

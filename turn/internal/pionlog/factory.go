@@ -1,0 +1,67 @@
+package pionlog
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+
+	"github.com/pion/logging"
+)
+
+// Factory is a pion logging.LoggerFactory writing to a slog.Logger.
+type Factory struct {
+	Logger  *slog.Logger
+	Limiter *Limiter
+}
+
+// NewLogger implements logging.LoggerFactory.
+func (f *Factory) NewLogger(scope string) logging.LeveledLogger {
+	return &leveled{log: f.Logger.With("pion", scope), lim: f.Limiter, scope: scope}
+}
+
+type leveled struct {
+	log   *slog.Logger
+	lim   *Limiter
+	scope string
+}
+
+// pion's info lines are per-event detail (a permission refused, a packet
+// from a peer without permission) that Plexus reports itself, rate-limited,
+// with more context; they go out at debug.
+func (l *leveled) Trace(msg string)             { l.emit(slog.LevelDebug-4, msg, msg, nil) }
+func (l *leveled) Tracef(f string, args ...any) { l.emit(slog.LevelDebug-4, f, f, args) }
+func (l *leveled) Debug(msg string)             { l.emit(slog.LevelDebug, msg, msg, nil) }
+func (l *leveled) Debugf(f string, args ...any) { l.emit(slog.LevelDebug, f, f, args) }
+func (l *leveled) Info(msg string)              { l.emit(slog.LevelDebug, msg, msg, nil) }
+func (l *leveled) Infof(f string, args ...any)  { l.emit(slog.LevelDebug, f, f, args) }
+func (l *leveled) Warn(msg string)              { l.emit(slog.LevelWarn, msg, msg, nil) }
+func (l *leveled) Warnf(f string, args ...any)  { l.emit(slog.LevelWarn, f, f, args) }
+func (l *leveled) Error(msg string)             { l.emit(slog.LevelError, msg, msg, nil) }
+func (l *leveled) Errorf(f string, args ...any) { l.emit(slog.LevelError, f, f, args) }
+
+// emit logs one line if its level is enabled and its format (the key: one
+// format is one kind of event) is within the limiter's budget. The level is
+// checked first so that disabled lines cost no formatting.
+func (l *leveled) emit(level slog.Level, key, format string, args []any) {
+	ctx := context.Background()
+	if !l.log.Enabled(ctx, level) {
+		return
+	}
+	var suppressed uint64
+	if l.lim != nil {
+		ok, n := l.lim.Allow(l.scope + "\x00" + key)
+		if !ok {
+			return
+		}
+		suppressed = n
+	}
+	msg := format
+	if args != nil {
+		msg = fmt.Sprintf(format, args...)
+	}
+	if suppressed > 0 {
+		l.log.Log(ctx, level, msg, "suppressed", suppressed)
+		return
+	}
+	l.log.Log(ctx, level, msg)
+}

@@ -1,0 +1,65 @@
+package pionlog
+
+import (
+	"bytes"
+	"log/slog"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestLimiter(t *testing.T) {
+	now := time.Unix(0, 0)
+	l := NewLimiter(2, time.Second, func() time.Time { return now })
+	var got []bool
+	for range 5 {
+		ok, _ := l.Allow("k")
+		got = append(got, ok)
+	}
+	if want := []bool{true, true, false, false, false}; !slices.Equal(got, want) {
+		t.Errorf("first window = %v, want %v", got, want)
+	}
+	if ok, _ := l.Allow("other"); !ok {
+		t.Error("keys share a budget")
+	}
+	now = now.Add(time.Second)
+	ok, n := l.Allow("k")
+	if !ok || n != 3 {
+		t.Errorf("next window: ok=%v suppressed=%d, want true 3", ok, n)
+	}
+	if _, n := l.Allow("k"); n != 0 {
+		t.Errorf("suppressed count reported twice: %d", n)
+	}
+}
+
+func TestLimiterBoundsKeys(t *testing.T) {
+	l := NewLimiter(1, time.Minute, nil)
+	for i := range 3 * maxKeys {
+		l.Allow(string(rune(i)))
+	}
+	if len(l.windows) > maxKeys {
+		t.Errorf("%d keys remembered, want at most %d", len(l.windows), maxKeys)
+	}
+}
+
+func TestFactory(t *testing.T) {
+	var buf bytes.Buffer
+	log := slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	f := &Factory{Logger: log, Limiter: NewLimiter(2, time.Hour, nil)}
+	l := f.NewLogger("turn")
+	for i := range 10 {
+		l.Warnf("peer %d refused", i)
+		l.Infof("noise %d", i) // pion info is debug here: dropped at info
+	}
+	out := buf.String()
+	if n := strings.Count(out, "refused"); n != 2 {
+		t.Errorf("%d warn lines logged, want 2 (rate-limited):\n%s", n, out)
+	}
+	if strings.Contains(out, "noise") {
+		t.Errorf("pion info logged at info level:\n%s", out)
+	}
+	if !strings.Contains(out, "pion=turn") {
+		t.Errorf("scope missing:\n%s", out)
+	}
+}
