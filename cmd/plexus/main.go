@@ -35,6 +35,7 @@ type stdio struct {
 var commands = []command{
 	{name: "serve", summary: "run the homeserver", run: runServe},
 	{name: "version", summary: "print the version and the Go version", run: runVersion},
+	{name: "user", summary: "manage accounts (user add)", subs: userCommands},
 }
 
 func main() {
