@@ -61,7 +61,11 @@ type Deps struct {
 	// (server-server API, "Inviting to a room"). Until federation exists
 	// the invite is only in our copy of the room.
 	OnRemoteInvite func(ctx context.Context, roomID, eventID, userID string)
-	Logger         *slog.Logger
+	// OnRead, if set, hears that userID has read roomID up to the event at
+	// stream position pos (an unthreaded m.read or m.read.private
+	// receipt), for the unread counts /sync reports.
+	OnRead func(userID, roomID string, pos int64)
+	Logger *slog.Logger
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 }

@@ -66,6 +66,9 @@ func (a *API) storeReceipt(ctx context.Context, roomID, userID, typ, threadID, e
 	if err != nil || !stored {
 		return err
 	}
+	if (typ == receiptRead || typ == receiptReadPrivate) && threadID == "" && a.deps.OnRead != nil {
+		a.deps.OnRead(userID, roomID, newPos)
+	}
 	if typ == receiptReadPrivate {
 		// "Servers MUST NOT send the m.read.private receipt to any other
 		// user than the one which originally sent it."
@@ -112,21 +115,23 @@ func (a *API) postReceipt(w http.ResponseWriter, r *http.Request, s *endpoint.Se
 			return
 		}
 	}
-	if err := a.requireJoined(ctx, roomID, s.UserID); err != nil {
-		endpoint.Fail(w, err)
-		return
-	}
-	var err error
-	if typ == markerFullyRead {
-		err = a.setFullyRead(ctx, roomID, s.UserID, eventID)
-	} else {
-		err = a.storeReceipt(ctx, roomID, s.UserID, typ, threadID, eventID)
-	}
-	if err != nil {
+	if err := a.receipt(ctx, s, roomID, typ, threadID, eventID); err != nil {
 		endpoint.Fail(w, err)
 		return
 	}
 	endpoint.Write(w, struct{}{})
+}
+
+// receipt is POST /rooms/{roomId}/receipt/{receiptType}/{eventId} once
+// the request is decoded and checked.
+func (a *API) receipt(ctx context.Context, s *endpoint.Session, roomID, typ, threadID, eventID string) error {
+	if err := a.requireJoined(ctx, roomID, s.UserID); err != nil {
+		return err
+	}
+	if typ == markerFullyRead {
+		return a.setFullyRead(ctx, roomID, s.UserID, eventID)
+	}
+	return a.storeReceipt(ctx, roomID, s.UserID, typ, threadID, eventID)
 }
 
 func (a *API) readMarkers(w http.ResponseWriter, r *http.Request, s *endpoint.Session) {

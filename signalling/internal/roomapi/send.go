@@ -80,7 +80,19 @@ func (a *API) send(w http.ResponseWriter, r *http.Request, s *endpoint.Session) 
 		endpoint.Fail(w, err)
 		return
 	}
-	id, err := a.withTxn(ctx, s, txnSend, txnID, roomID, func() (string, error) {
+	id, err := a.sendEvent(ctx, s, roomID, typ, txnID, content)
+	if err != nil {
+		endpoint.Fail(w, err)
+		return
+	}
+	endpoint.Write(w, eventIDResponse{EventID: id})
+}
+
+// sendEvent is PUT /rooms/{roomId}/send/{eventType}/{txnId} once the
+// request is decoded; the realtime connection's room channel sends
+// through it too, so both share one transaction scope per device.
+func (a *API) sendEvent(ctx context.Context, s *endpoint.Session, roomID, typ, txnID string, content cjson.Value) (string, error) {
+	return a.withTxn(ctx, s, txnSend, txnID, roomID, func() (string, error) {
 		if err := a.checkRate(s); err != nil {
 			return "", err
 		}
@@ -110,11 +122,6 @@ func (a *API) send(w http.ResponseWriter, r *http.Request, s *endpoint.Session) 
 		}
 		return string(st.Event.ID()), nil
 	})
-	if err != nil {
-		endpoint.Fail(w, err)
-		return
-	}
-	endpoint.Write(w, eventIDResponse{EventID: id})
 }
 
 // sendErr maps a failed append, telling a sender who is not in the room

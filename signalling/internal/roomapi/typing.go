@@ -1,6 +1,7 @@
 package roomapi
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"sort"
@@ -221,18 +222,26 @@ func (a *API) putTyping(w http.ResponseWriter, r *http.Request, s *endpoint.Sess
 		endpoint.Fail(w, mxerr.Forbidden(fmt.Sprintf("Cannot set the typing state of %s", userID)))
 		return
 	}
-	if err := a.requireJoined(ctx, roomID, s.UserID); err != nil {
+	if err := a.setTyping(ctx, s, roomID, *body.Typing, body.Timeout); err != nil {
 		endpoint.Fail(w, err)
 		return
 	}
-	timeout := defaultTypingTimeout
-	if body.Timeout != nil {
-		if *body.Timeout < 0 {
-			endpoint.Fail(w, mxerr.InvalidParam("timeout must not be negative"))
-			return
-		}
-		timeout = time.Duration(min(*body.Timeout, maxTypingTimeout.Milliseconds())) * time.Millisecond
-	}
-	a.typing.set(roomID, s.UserID, *body.Typing, timeout)
 	endpoint.Write(w, struct{}{})
+}
+
+// setTyping is PUT /rooms/{roomId}/typing/{userId} for the caller's own
+// typing state; timeoutMS nil means the default.
+func (a *API) setTyping(ctx context.Context, s *endpoint.Session, roomID string, typing bool, timeoutMS *int64) error {
+	if err := a.requireJoined(ctx, roomID, s.UserID); err != nil {
+		return err
+	}
+	timeout := defaultTypingTimeout
+	if timeoutMS != nil {
+		if *timeoutMS < 0 {
+			return mxerr.InvalidParam("timeout must not be negative")
+		}
+		timeout = time.Duration(min(*timeoutMS, maxTypingTimeout.Milliseconds())) * time.Millisecond
+	}
+	a.typing.set(roomID, s.UserID, typing, timeout)
+	return nil
 }

@@ -269,6 +269,9 @@ func (e *Engine) compute(ctx context.Context, req Request) (*Response, stream.To
 			resp.Rooms = rp
 		}
 	}
+	for room, jr := range rp.Join {
+		jr.UnreadNotifications.NotificationCount, jr.UnreadNotifications.HighlightCount = e.deps.Index.Unread(req.UserID, room)
+	}
 	resp.NextBatch = upto.String()
 	return resp, upto, nil
 }

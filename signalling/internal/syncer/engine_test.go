@@ -292,3 +292,34 @@ func TestSync(t *testing.T) {
 		})
 	}
 }
+
+func TestUnreadCounts(t *testing.T) {
+	f := newFixture(t, storagetest.SQLite)
+	room := f.newRoom()
+	f.member(room, "@bob:hs1", "@bob:hs1", "join")
+	f.message(room, "@alice:hs1", "one")
+	f.message(room, "@alice:hs1", "hey bob, look")
+	f.message(room, "@bob:hs1", "my own message does not count")
+	f.send(room, "@alice:hs1", "m.room.message", nil, `{"msgtype":"m.text","body":"ping","m.mentions":{"user_ids":["@bob:hs1"]}}`)
+	f.caughtUp()
+	resp, next := f.sync("@bob:hs1", nil, nil, 0)
+	u := resp.Rooms.Join[string(room)].UnreadNotifications
+	if u.NotificationCount != 3 || u.HighlightCount != 2 {
+		t.Fatalf("unread %+v, want 3 notifying, 2 highlights", u)
+	}
+	if n, _ := f.index.Unread("@alice:hs1", string(room)); n != 1 {
+		t.Fatalf("alice's unread %d, want 1 (bob's message)", n)
+	}
+	// A read receipt for the second message leaves the mention after it.
+	last := f.message(room, "@alice:hs1", "after")
+	f.caughtUp()
+	recs, err := f.db.Events(f.ctx, []string{last})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.index.MarkRead("@bob:hs1", string(room), recs[last].StreamPos-1)
+	resp, _ = f.sync("@bob:hs1", &next, nil, 0)
+	if u := resp.Rooms.Join[string(room)].UnreadNotifications; u.NotificationCount != 1 || u.HighlightCount != 0 {
+		t.Fatalf("after the receipt: %+v, want 1 notifying, 0 highlights", u)
+	}
+}

@@ -47,6 +47,8 @@ type Index struct {
 	members *members
 	// versions caches room versions, for parsing events.
 	versions map[string]*rooms.Version
+	// unread holds the local members' unread counts (see unread.go).
+	unread map[unreadKey]unreadCount
 
 	poke   chan struct{}
 	stop   chan struct{}
@@ -76,6 +78,7 @@ func NewIndex(ctx context.Context, cfg IndexConfig, deps IndexDeps) (*Index, err
 		head:     head,
 		members:  newMembers(),
 		versions: map[string]*rooms.Version{},
+		unread:   map[unreadKey]unreadCount{},
 		poke:     make(chan struct{}, 1),
 		stop:     make(chan struct{}),
 		done:     make(chan struct{}),
@@ -202,6 +205,9 @@ func (x *Index) readOnce(ctx context.Context) (int, error) {
 		if e.visible && ev.Type() == "m.room.member" && ev.StateKey() != nil {
 			target = *ev.StateKey()
 			x.noteMember(rec.RoomID, ev, rec.StreamPos)
+		}
+		if e.visible {
+			x.countUnreadLocked(e)
 		}
 		x.mu.Unlock()
 		if perr != nil {
