@@ -244,9 +244,22 @@ func (e *Engine) compute(ctx context.Context, req Request) (*Response, stream.To
 		}
 	}
 	b.upto = upto
-	rp, err := b.rooms()
+	rp, v, err := b.rooms()
 	if err != nil {
 		return nil, since, err
+	}
+	if !b.initial && v.covered {
+		changed, left, err := b.membershipDeviceLists(v)
+		if err != nil {
+			return nil, since, err
+		}
+		if len(changed) > 0 || len(left) > 0 {
+			if resp.DeviceLists == nil {
+				resp.DeviceLists = &DeviceLists{}
+			}
+			resp.DeviceLists.Changed = dedupeSorted(append(resp.DeviceLists.Changed, changed...))
+			resp.DeviceLists.Left = dedupeSorted(append(resp.DeviceLists.Left, left...))
+		}
 	}
 	if len(rp.Join) > 0 || len(rp.Invite) > 0 || len(rp.Leave) > 0 {
 		resp.Rooms = rp

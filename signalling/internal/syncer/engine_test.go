@@ -5,6 +5,7 @@ import (
 	"crypto/ed25519"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -321,5 +322,24 @@ func TestUnreadCounts(t *testing.T) {
 	resp, _ = f.sync("@bob:hs1", &next, nil, 0)
 	if u := resp.Rooms.Join[string(room)].UnreadNotifications; u.NotificationCount != 1 || u.HighlightCount != 0 {
 		t.Fatalf("after the receipt: %+v, want 1 notifying, 0 highlights", u)
+	}
+}
+
+func TestDeviceListsFromMembership(t *testing.T) {
+	f := newFixture(t, storagetest.SQLite)
+	room := f.newRoom()
+	f.caughtUp()
+	_, since := f.sync("@alice:hs1", nil, nil, 0)
+	f.member(room, "@bob:hs1", "@bob:hs1", "join")
+	f.caughtUp()
+	resp, since2 := f.sync("@alice:hs1", &since, nil, 0)
+	if resp.DeviceLists == nil || !slices.Equal(resp.DeviceLists.Changed, []string{"@bob:hs1"}) {
+		t.Fatalf("after bob joined: %+v, want changed [bob]", resp.DeviceLists)
+	}
+	f.member(room, "@bob:hs1", "@bob:hs1", "leave")
+	f.caughtUp()
+	resp, _ = f.sync("@alice:hs1", &since2, nil, 0)
+	if resp.DeviceLists == nil || !slices.Equal(resp.DeviceLists.Left, []string{"@bob:hs1"}) {
+		t.Fatalf("after bob left: %+v, want left [bob]", resp.DeviceLists)
 	}
 }

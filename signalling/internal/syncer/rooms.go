@@ -25,7 +25,7 @@ type builder struct {
 	now         time.Time
 }
 
-func (b *builder) rooms() (*RoomsPart, error) {
+func (b *builder) rooms() (*RoomsPart, view, error) {
 	rp := &RoomsPart{Join: map[string]*JoinedRoom{}, Invite: map[string]*InvitedRoom{}, Leave: map[string]*LeftRoom{}}
 	x := b.e.deps.Index
 	v := x.view(b.req.UserID, b.since.Events, b.upto.Events)
@@ -41,13 +41,13 @@ func (b *builder) rooms() (*RoomsPart, error) {
 			case "join":
 				jr, err := b.fullJoined(room, !b.initial)
 				if err != nil {
-					return nil, err
+					return nil, v, err
 				}
 				rp.Join[room] = jr
 			case "invite":
 				ir, err := b.invited(room, h)
 				if err != nil {
-					return nil, err
+					return nil, v, err
 				}
 				rp.Invite[room] = ir
 			}
@@ -67,13 +67,13 @@ func (b *builder) rooms() (*RoomsPart, error) {
 			case after == "join" && before != "join":
 				jr, err := b.fullJoined(room, false)
 				if err != nil {
-					return nil, err
+					return nil, v, err
 				}
 				rp.Join[room] = jr
 			case after == "join":
 				jr, err := b.incrementalJoined(room, h, evs)
 				if err != nil {
-					return nil, err
+					return nil, v, err
 				}
 				if jr != nil {
 					rp.Join[room] = jr
@@ -81,22 +81,22 @@ func (b *builder) rooms() (*RoomsPart, error) {
 			case after == "invite" && before != "invite":
 				ir, err := b.invited(room, h)
 				if err != nil {
-					return nil, err
+					return nil, v, err
 				}
 				rp.Invite[room] = ir
 			case (after == "leave" || after == "ban") && (before == "join" || before == "invite"):
 				lr, err := b.left(room, h, evs)
 				if err != nil {
-					return nil, err
+					return nil, v, err
 				}
 				rp.Leave[room] = lr
 			}
 		}
 	}
 	if err := b.ephemeral(rp, v); err != nil {
-		return nil, err
+		return nil, v, err
 	}
-	return rp, nil
+	return rp, v, nil
 }
 
 // joinedRoomForExtras returns the room's entry in rp.Join, making an
