@@ -14,6 +14,7 @@ import (
 	"github.com/plexus-chat/plexus/internal/server"
 	"github.com/plexus-chat/plexus/internal/storage"
 	"github.com/plexus-chat/plexus/rooms"
+	"github.com/plexus-chat/plexus/signalling"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -99,17 +100,59 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger) (err error)
 	if reg != nil { // a nil *Registry in the interface would not read as nil
 		roomMetrics = reg
 	}
+	// The feed follows the event stream for /sync; the room service tells
+	// it when it has stored events, so it exists first.
+	feed, err := signalling.NewFeed(ctx, signalling.FeedConfig{ServerName: cfg.ServerName}, db, log.With("component", "feed"))
+	if err != nil {
+		return err
+	}
+	cs.adopt("feed", feed)
 	roomSvc, err := rooms.New(rooms.Config{
 		Signer: rooms.Signer{Server: rooms.ServerName(cfg.ServerName), KeyID: keys.KeyID(), Key: keys.PrivateKey()},
 	}, rooms.Deps{
-		Store:   db,
-		Logger:  log.With("component", "rooms"),
-		Metrics: roomMetrics,
+		Store:    db,
+		Listener: feed,
+		Logger:   log.With("component", "rooms"),
+		Metrics:  roomMetrics,
 	})
 	if err != nil {
 		return err
 	}
 	cs.adopt("rooms", roomSvc)
+	turnCreds, err := startTURN(cfg, log, reg, cs)
+	if err != nil {
+		return err
+	}
+
+	cookieKey, _, err := keyring.Secret(cfg.DataDir, "cookie.key", 32)
+	if err != nil {
+		return err
+	}
+	client, err := signalling.New(signalling.Config{
+		ServerName:               cfg.ServerName,
+		PublicBaseURL:            cfg.PublicBaseURL,
+		Registration:             cfg.EffectiveRegistration(),
+		RegistrationSharedSecret: cfg.RegistrationSharedSecret,
+		RateLimits:               signalling.DefaultRateLimits(),
+		DataDir:                  cfg.DataDir,
+		MediaDir:                 cfg.MediaDir,
+		MaxUploadBytes:           cfg.MaxUploadBytes,
+		TURN:                     turnCreds,
+		CookieKey:                cookieKey,
+	}, signalling.Deps{
+		DB: db, Rooms: roomSvc, Feed: feed,
+		Logger:  log.With("component", "client"),
+		Metrics: roomMetrics,
+	})
+	if err != nil {
+		return err
+	}
+	cs.adopt("client", client)
+	if err := client.Start(ctx); err != nil {
+		return err
+	}
+	client.Register(srv)
+	log.Info("client API ready", "registration", cfg.EffectiveRegistration())
 
 	if err := cs.start(ctx, "http", srv); err != nil {
 		if ctx.Err() != nil {

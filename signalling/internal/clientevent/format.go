@@ -1,6 +1,7 @@
 package clientevent
 
 import (
+	"strconv"
 	"time"
 
 	"github.com/plexus-chat/plexus/internal/cjson"
@@ -81,4 +82,44 @@ func Stripped(ev *rooms.Event) []byte {
 var StrippedStateTypes = []string{
 	"m.room.create", "m.room.name", "m.room.avatar", "m.room.topic",
 	"m.room.join_rules", "m.room.canonical_alias", "m.room.encryption",
+}
+
+// Prepared is an event's client form without unsigned, rendered once and
+// shared by every recipient: only unsigned (age, transaction_id) differs
+// between them, and it is appended per delivery by Render.
+type Prepared struct {
+	// head is the canonical JSON of the client form without "unsigned"
+	// and without its closing brace. "unsigned" sorts after every other
+	// top-level key, so appending it keeps the object canonical.
+	head []byte
+	ts   int64
+}
+
+// Prepare renders ev for Render, with room_id omitted or kept.
+func Prepare(ev *rooms.Event, omitRoomID bool) *Prepared {
+	obj := ev.Object().Only(clientKeys...).With("event_id", cjson.Str(string(ev.ID())))
+	if omitRoomID {
+		obj = obj.Without("room_id")
+	}
+	if r := ev.Redacts(); r != "" && !obj.Has("redacts") {
+		obj = obj.With("redacts", cjson.Str(string(r)))
+	}
+	b := cjson.Marshal(obj)
+	return &Prepared{head: b[:len(b)-1], ts: ev.OriginServerTS()}
+}
+
+// Render returns the prepared event with unsigned.age at now and, when
+// not empty, unsigned.transaction_id. It equals Format with the same
+// options and no prev_content or redaction.
+func (p *Prepared) Render(now time.Time, txnID string) []byte {
+	age := max(now.UnixMilli()-p.ts, 0)
+	out := make([]byte, 0, len(p.head)+48+len(txnID))
+	out = append(out, p.head...)
+	out = append(out, `,"unsigned":{"age":`...)
+	out = strconv.AppendInt(out, age, 10)
+	if txnID != "" {
+		out = append(out, `,"transaction_id":`...)
+		out = cjson.AppendString(out, txnID)
+	}
+	return append(out, "}}"...)
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/plexus-chat/plexus/internal/storage"
 	"github.com/plexus-chat/plexus/rooms"
+	"github.com/plexus-chat/plexus/signalling/internal/clientevent"
 	"github.com/plexus-chat/plexus/signalling/internal/stream"
 )
 
@@ -196,9 +197,12 @@ func (x *Index) readOnce(ctx context.Context) (int, error) {
 			return 0, err
 		}
 		ev, perr := rooms.ParseEvent(rec.JSON, v)
-		x.mu.Lock()
 		e := entry{pos: rec.StreamPos, room: rec.RoomID, ev: ev,
 			visible: perr == nil && !rec.Outlier && rec.Rejected == "" && !rec.SoftFailed}
+		if e.visible {
+			e.prep = clientevent.Prepare(ev, true)
+		}
+		x.mu.Lock()
 		x.window.push(e)
 		x.head = rec.StreamPos
 		var target string

@@ -3,6 +3,8 @@ package syncer
 import (
 	"sort"
 
+	"github.com/plexus-chat/plexus/signalling/internal/clientevent"
+
 	"github.com/plexus-chat/plexus/rooms"
 )
 
@@ -15,6 +17,9 @@ type entry struct {
 	// soft-failed and outliers. They stay in the window so positions are
 	// contiguous in it, but are skipped when delivering.
 	visible bool
+	// prep is the event's client form, rendered once for every recipient
+	// (nil for invisible events).
+	prep *clientevent.Prepared
 }
 
 // ring is the window of recent events, in stream order. It is not safe

@@ -485,7 +485,15 @@ func (b *builder) loadEvents(room string, ids []string) ([]entry, error) {
 func (b *builder) formatFresh(evs []entry) ([]json.RawMessage, error) {
 	out := make([]json.RawMessage, 0, len(evs))
 	for _, e := range evs {
-		out = append(out, b.formatOne(e, nil))
+		if e.prep == nil {
+			out = append(out, b.formatOne(e, nil))
+			continue
+		}
+		txn := ""
+		if a := b.e.deps.Annotations; a != nil && string(e.ev.Sender()) == b.req.UserID && b.req.DeviceID != "" {
+			txn = a.TxnID(b.ctx, b.req.UserID, b.req.DeviceID, string(e.ev.ID()))
+		}
+		out = append(out, e.prep.Render(b.now, txn))
 	}
 	return out, nil
 }

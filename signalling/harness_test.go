@@ -1,0 +1,82 @@
+package signalling_test
+
+import (
+	"context"
+	"crypto/ed25519"
+	"testing"
+
+	"github.com/plexus-chat/plexus/internal/server"
+	"github.com/plexus-chat/plexus/internal/storage"
+	"github.com/plexus-chat/plexus/internal/storage/storagetest"
+	"github.com/plexus-chat/plexus/rooms"
+	"github.com/plexus-chat/plexus/signalling"
+)
+
+// testServer is a whole client side (storage, room service, feed,
+// signalling and the HTTP server) on a loopback port.
+type testServer struct {
+	URL  string
+	Name string
+	Sig  *signalling.Signalling
+	DB   *storage.DB
+}
+
+func startServer(t testing.TB, backend string, mutate ...func(*signalling.Config)) *testServer {
+	t.Helper()
+	ctx := context.Background()
+	dsn, dir := storagetest.Fresh(t, backend)
+	if dir == "" {
+		dir = t.TempDir()
+	}
+	db, err := storage.Open(ctx, dsn, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	const name = "hs1.test"
+	feed, err := signalling.NewFeed(ctx, signalling.FeedConfig{ServerName: name}, db, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { feed.Close() })
+	_, key, _ := ed25519.GenerateKey(nil)
+	roomSvc, err := rooms.New(rooms.Config{Signer: rooms.Signer{Server: name, KeyID: "ed25519:t", Key: key}},
+		rooms.Deps{Store: db, Listener: feed})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { roomSvc.Close() })
+	cfg := signalling.Config{
+		ServerName:               name,
+		Registration:             signalling.RegistrationOpen,
+		RegistrationSharedSecret: "s3cret",
+		DataDir:                  dir,
+		CookieKey:                make([]byte, 32),
+		TURN: signalling.TURNConfig{
+			Secret: []byte("turn-secret"),
+			URIs:   []string{"turn:127.0.0.1:3478?transport=udp"},
+		},
+	}
+	for _, m := range mutate {
+		m(&cfg)
+	}
+	sig, err := signalling.New(cfg, signalling.Deps{DB: db, Rooms: roomSvc, Feed: feed})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sig.Close() })
+	if err := sig.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	srv, err := server.New(server.Config{Listen: "127.0.0.1:0"}, server.Deps{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	server.RegisterVersions(srv)
+	sig.Register(srv)
+	if err := srv.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Close() })
+	return &testServer{URL: "http://" + srv.Addr().String(), Name: name, Sig: sig, DB: db}
+}
