@@ -128,12 +128,18 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger) (err error)
 	if err != nil {
 		return err
 	}
+	var limits signalling.RateLimits
+	if cfg.RateLimits {
+		limits = signalling.DefaultRateLimits()
+	} else {
+		log.Warn("rate limits are off: any client may send and register as fast as it likes")
+	}
 	client, err := signalling.New(signalling.Config{
 		ServerName:               cfg.ServerName,
 		PublicBaseURL:            cfg.PublicBaseURL,
 		Registration:             cfg.EffectiveRegistration(),
 		RegistrationSharedSecret: cfg.RegistrationSharedSecret,
-		RateLimits:               signalling.DefaultRateLimits(),
+		RateLimits:               limits,
 		DataDir:                  cfg.DataDir,
 		MediaDir:                 cfg.MediaDir,
 		MaxUploadBytes:           cfg.MaxUploadBytes,

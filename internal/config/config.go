@@ -42,6 +42,9 @@ type Config struct {
 	MediaDir string
 	// MaxUploadBytes bounds one media upload.
 	MaxUploadBytes int64
+	// RateLimits enables the rate limits on login, registration and
+	// sending.
+	RateLimits bool
 	// MetricsListen is "" to serve /metrics on the main listener, MetricsOff
 	// to serve no metrics at all, or a host:port to serve /metrics only there.
 	MetricsListen string
@@ -125,6 +128,7 @@ func (c Config) LogValue() slog.Value {
 		slog.String("public_base_url", c.PublicBaseURL),
 		slog.String("media_dir", c.MediaDir),
 		slog.Int64("max_upload_bytes", c.MaxUploadBytes),
+		slog.Bool("rate_limits", c.RateLimits),
 		slog.String("metrics_listen", metrics),
 		slog.String("log_level", c.LogLevel.String()),
 		slog.String("log_format", c.LogFormat),

@@ -31,6 +31,7 @@ func defaults() Config {
 		LogLevel:   slog.LevelInfo,
 		// MaxUploadBytes is Synapse's default max_upload_size, 50 MiB.
 		MaxUploadBytes: 50 << 20,
+		RateLimits:     true,
 		LogFormat:      LogFormatText,
 		// TURN relay
 		TURNListen:      "127.0.0.1:3478",

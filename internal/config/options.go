@@ -97,6 +97,9 @@ var options = []option{
 	define("max-upload-size", "BYTES", "52428800",
 		"largest media upload accepted, in bytes",
 		func(c *Config) *int64 { return &c.MaxUploadBytes }, parsePositiveInt),
+	define("rate-limits", "on|off", "on",
+		"rate limits on login, registration and sending (429 M_LIMIT_EXCEEDED); off only for load tests and trusted set-ups",
+		func(c *Config) *bool { return &c.RateLimits }, parseOnOff),
 	define("metrics-listen", "ADDR", "",
 		"/metrics: empty serves it on --listen, host:port serves it only there, 'off' disables it",
 		func(c *Config) *string { return &c.MetricsListen }, parseMetricsListen),
@@ -210,6 +213,16 @@ func parseRegistration(s string) (string, error) {
 }
 
 func parseAny(s string) (string, error) { return s, nil }
+
+func parseOnOff(s string) (bool, error) {
+	switch s {
+	case "on", "true":
+		return true, nil
+	case "off", "false":
+		return false, nil
+	}
+	return false, errors.New("want on or off")
+}
 
 func parseBaseURL(s string) (string, error) {
 	if s == "" {

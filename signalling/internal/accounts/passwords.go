@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"runtime"
 	"strings"
 	"sync"
 
@@ -29,6 +30,19 @@ const (
 
 var b64 = base64.RawStdEncoding // PHC strings use unpadded standard base64
 
+// hashSlots bounds the argon2 computations running at once. Each takes
+// 19 MiB and tens of milliseconds of a core, so a burst of a thousand
+// logins or sign-ups would otherwise need gigabytes at once; beyond the
+// cores' worth, more parallelism only adds memory.
+var hashSlots = make(chan struct{}, 2*runtime.GOMAXPROCS(0))
+
+// argonKey is argon2.IDKey inside a hashing slot.
+func argonKey(password, salt []byte, t, m uint32, p uint8, n uint32) []byte {
+	hashSlots <- struct{}{}
+	defer func() { <-hashSlots }()
+	return argon2.IDKey(password, salt, t, m, p, n)
+}
+
 // argonCost is what new hashes use. Only tests lower it, to keep hundreds
 // of hashes under the race detector fast; verification always uses the
 // parameters stored in the hash.
@@ -41,7 +55,7 @@ func hashPassword(password string) (string, error) {
 		return "", fmt.Errorf("accounts: salt: %w", err)
 	}
 	m, t := argonCost.memoryKiB, argonCost.time
-	key := argon2.IDKey([]byte(password), salt, t, m, argonThreads, argonKeyLen)
+	key := argonKey([]byte(password), salt, t, m, argonThreads, argonKeyLen)
 	return fmt.Sprintf("$argon2id$v=%d$m=%d,t=%d,p=%d$%s$%s",
 		argon2.Version, m, t, argonThreads, b64.EncodeToString(salt), b64.EncodeToString(key)), nil
 }
@@ -82,7 +96,7 @@ func verifyPassword(hash, password string) (bool, error) {
 	if err != nil || len(want) < 16 || len(want) > 128 {
 		return false, errBadHash
 	}
-	got := argon2.IDKey([]byte(password), salt, t, m, p, uint32(len(want)))
+	got := argonKey([]byte(password), salt, t, m, p, uint32(len(want)))
 	return subtle.ConstantTimeCompare(got, want) == 1, nil
 }
 
