@@ -80,7 +80,6 @@ func newBenchClient() *http.Client {
 	return &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 2048, MaxConnsPerHost: 0}}
 }
 
-
 // plexusProc is a `plexus serve` child process: the benchmarks measure
 // its CPU time apart from the load generator's.
 type plexusProc struct {
