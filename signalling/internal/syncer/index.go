@@ -321,8 +321,7 @@ func (x *Index) view(user string, since, upto int64) view {
 
 // membershipAt is the membership in a history just after pos.
 func membershipAt(h []change, pos int64) string {
-	m := &members{byUser: map[string]map[string][]change{"": {"": h}}}
-	return m.at("", "", pos)
+	return historyAt(h, pos)
 }
 
 // roomCounts returns a room's joined and invited member counts and up to

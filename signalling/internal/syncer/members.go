@@ -61,14 +61,16 @@ func (m *members) current(room, user string) (change, bool) {
 
 // at is the user's membership in room just after stream position pos.
 func (m *members) at(room, user string, pos int64) string {
-	h := m.byUser[user][room]
+	return historyAt(m.byUser[user][room], pos)
+}
+
+// historyAt is the membership a history gives just after pos.
+func historyAt(h []change, pos int64) string {
 	i := sort.Search(len(h), func(i int) bool { return h[i].pos > pos })
 	if i == 0 {
-		if len(h) == 0 {
-			return ""
-		}
-		// Older than everything kept: the best knowledge is the oldest
-		// kept change, which is only wrong for long-gone history.
+		// Older than everything kept: when the history was trimmed, the
+		// best knowledge is its oldest kept change, which is only wrong
+		// for long-gone history; otherwise there was no membership yet.
 		if len(h) == keepChanges {
 			return h[0].membership
 		}
