@@ -39,8 +39,16 @@
 // directions, still through the relay sockets' checks, without pion's
 // per-packet allocations and locks.
 //
+// On Linux the UDP listener and every relay socket are served by one event
+// loop (turn/internal/dgram: epoll and recvmmsg over sockets taken out of
+// Go's poller), which runs the fast path and the per-datagram checks for
+// all of them: at a call's packet rates the cost of relaying is waking up
+// for each datagram, and one loop wakes once where Go's goroutine per
+// socket woke several threads. Elsewhere the sockets stay on Go's
+// networking, with the same checks.
+//
 // The machinery lives in turn/internal: peer (the policy, pure), filter
 // (the pre-parse check, pure), relay (relay sockets: policy per packet,
-// bandwidth cap, counters, lifetime; the ChannelData fast path) and
-// pionlog (pion's logs into slog).
+// bandwidth cap, counters, lifetime; the ChannelData fast path), dgram
+// (the UDP sockets' event loop) and pionlog (pion's logs into slog).
 package turn

@@ -4,94 +4,109 @@ import (
 	"crypto/tls"
 	"errors"
 	"net"
+	"net/netip"
 	"sync"
 	"time"
 
 	pionturn "github.com/pion/turn/v4"
-	"golang.org/x/net/ipv4"
-	"golang.org/x/net/ipv6"
 
+	"github.com/plexus-chat/plexus/turn/internal/dgram"
 	"github.com/plexus-chat/plexus/turn/internal/filter"
 )
 
 // packetConn is the UDP listener as pion sees it: bound ChannelData is
 // relayed on the fast path (relay.Index), and everything else passes
-// filter.Inspect before pion's read loop gets it. Datagrams are read in
-// batches (recvmmsg): the clients of a call send in bursts, and one system
-// call for a burst instead of one per datagram is most of what a relay
-// spends.
+// filter.Inspect before pion's read loop gets it. Both run in handle, on
+// the socket's reader (see package dgram: on Linux, the event loop that
+// serves the relay sockets too, reading in batches).
 type packetConn struct {
-	*net.UDPConn
+	sock     dgram.Socket
 	s        *Server
 	doneOnce sync.Once
-
-	// Batch state; pion's read loop is the only reader.
-	batch      batchReader
-	msgs       []ipv4.Message
-	next, have int
-}
-
-// batchReader is ipv4.PacketConn or ipv6.PacketConn (their Message types
-// are the same).
-type batchReader interface {
-	ReadBatch(ms []ipv4.Message, flags int) (int, error)
 }
 
 const (
-	batchSize = 32
 	// listenerBuffer is the socket buffer asked for the listener: every
 	// client's traffic arrives on it, and a burst that overflows the
 	// default is lost. The kernel caps it at net.core.rmem_max.
 	listenerBuffer = 4 << 20
+	// listenerQueue bounds the datagrams waiting for pion's read loop
+	// (requests, indications, unbound channels).
+	listenerQueue = 512
+	// pionMTU is the size of pion's read buffer (ServerConfig.InboundMTU's
+	// default): a larger datagram would be dropped by pion, and is here.
+	pionMTU = 1600
 )
 
-func newPacketConn(udp *net.UDPConn, s *Server) *packetConn {
+// newPacketConn serves udp, which it takes over, as the listener.
+func newPacketConn(udp *net.UDPConn, s *Server) (*packetConn, error) {
 	_ = udp.SetReadBuffer(listenerBuffer)
 	_ = udp.SetWriteBuffer(listenerBuffer)
-	c := &packetConn{UDPConn: udp, s: s, msgs: make([]ipv4.Message, batchSize)}
-	if a, ok := udp.LocalAddr().(*net.UDPAddr); ok && a.IP.To4() != nil {
-		c.batch = ipv4.NewPacketConn(udp)
-	} else {
-		c.batch = ipv6.NewPacketConn(udp)
+	c := &packetConn{s: s}
+	sock, err := s.loop.Adopt(udp, c.handle, listenerQueue)
+	if err != nil {
+		return nil, err
 	}
-	for i := range c.msgs {
-		c.msgs[i].Buffers = [][]byte{make([]byte, 2048)}
+	c.sock = sock
+	return c, nil
+}
+
+// handle is the listener's dgram.Handler: it relays bound ChannelData and
+// answers or drops what filter.Inspect refuses; the rest goes to pion.
+func (c *packetConn) handle(buf []byte, n int, from netip.AddrPort) bool {
+	if n > pionMTU {
+		return true
 	}
-	return c
+	b := buf[dgram.Headroom : dgram.Headroom+n]
+	if n > 0 && b[0]&0xc0 == 0x40 && c.s.fast.Forward(from, b) {
+		return true
+	}
+	v := c.s.inspect(b, net.UDPAddrFromAddrPort(from))
+	switch v.Action {
+	case filter.Pass:
+		return false
+	case filter.Reply:
+		_ = c.sock.Send(v.Reply, from)
+	}
+	return true
 }
 
 // ReadFrom returns the next datagram for pion. Its first error is the end
 // of pion's read loop for this listener, which releases the loop's count.
 func (c *packetConn) ReadFrom(p []byte) (int, net.Addr, error) {
-	for {
-		if c.next == c.have {
-			n, err := c.batch.ReadBatch(c.msgs, 0)
-			if err != nil {
-				c.doneOnce.Do(c.s.wg.Done)
-				return 0, nil, err
-			}
-			c.next, c.have = 0, n
-		}
-		m := &c.msgs[c.next]
-		c.next++
-		ua, ok := m.Addr.(*net.UDPAddr)
-		if !ok || m.N > len(p) {
-			continue // larger than pion's MTU: pion would drop it too
-		}
-		b := m.Buffers[0][:m.N]
-		ap := ua.AddrPort()
-		if m.N > 0 && b[0]&0xc0 == 0x40 && c.s.fast.Forward(ap, b) {
-			continue
-		}
-		v := c.s.inspect(b, ua)
-		switch v.Action {
-		case filter.Pass:
-			return copy(p, b), ua, nil
-		case filter.Reply:
-			_, _ = c.UDPConn.WriteToUDPAddrPort(v.Reply, ap)
-		}
+	n, from, err := c.sock.ReadFrom(p)
+	if err != nil {
+		c.doneOnce.Do(c.s.wg.Done)
+		return 0, nil, err
 	}
+	return n, net.UDPAddrFromAddrPort(from), nil
 }
+
+// WriteTo sends pion's messages to clients.
+func (c *packetConn) WriteTo(p []byte, addr net.Addr) (int, error) {
+	ua, ok := addr.(*net.UDPAddr)
+	if !ok {
+		return 0, net.InvalidAddrError("turn: not a UDP address")
+	}
+	return c.sock.WriteTo(p, ua.AddrPort())
+}
+
+// Close closes the socket.
+func (c *packetConn) Close() error { return c.sock.Close() }
+
+// LocalAddr returns the listener's address.
+func (c *packetConn) LocalAddr() net.Addr { return c.sock.LocalAddr() }
+
+// SetDeadline implements net.PacketConn.
+func (c *packetConn) SetDeadline(t time.Time) error {
+	return errors.Join(c.sock.SetReadDeadline(t), c.sock.SetWriteDeadline(t))
+}
+
+// SetReadDeadline implements net.PacketConn.
+func (c *packetConn) SetReadDeadline(t time.Time) error { return c.sock.SetReadDeadline(t) }
+
+// SetWriteDeadline implements net.PacketConn.
+func (c *packetConn) SetWriteDeadline(t time.Time) error { return c.sock.SetWriteDeadline(t) }
 
 // listener is a TCP or TLS listener as pion sees it: it caps connections,
 // keeps accepting through transient errors (pion's accept loop would stop

@@ -14,6 +14,7 @@ import (
 	pionturn "github.com/pion/turn/v4"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/plexus-chat/plexus/turn/internal/dgram"
 	"github.com/plexus-chat/plexus/turn/internal/peer"
 	"github.com/plexus-chat/plexus/turn/internal/pionlog"
 	"github.com/plexus-chat/plexus/turn/internal/relay"
@@ -96,6 +97,7 @@ type Server struct {
 	conns   *connSet
 	pion    *pionturn.Server
 
+	loop      *dgram.Loop // serves the UDP sockets; nil: the portable path
 	udp       *packetConn
 	fast      *relay.Index // ChannelData fast path of the UDP listener
 	tcp, tlsL *listener
@@ -107,6 +109,11 @@ type Server struct {
 	closeOnce sync.Once
 	closeErr  error
 }
+
+// portableSockets, set by tests before New, serves the UDP sockets on Go's
+// networking even where package dgram has an event loop, so that the
+// portable path is tested on Linux too.
+var portableSockets = false
 
 // closeTimeout bounds how long Close waits for pion's goroutines; past it,
 // Close reports an error rather than hanging shutdown.
@@ -174,6 +181,13 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		return nil, err
 	}
 
+	if !portableSockets {
+		if s.loop, err = dgram.NewLoop(); err != nil {
+			s.metrics.unregister()
+			return nil, fmt.Errorf("turn: %w", err)
+		}
+		s.gen.Loop = s.loop
+	}
 	if err := s.listen(); err != nil {
 		s.closeSockets()
 		s.metrics.unregister()
@@ -239,8 +253,11 @@ func (s *Server) listen() error {
 				}
 				return fmt.Errorf("turn: %w", err)
 			}
-			s.udp = newPacketConn(udp.(*net.UDPConn), s)
-			s.fast = relay.NewIndex(s.udp.UDPConn)
+			if s.udp, err = newPacketConn(udp.(*net.UDPConn), s); err != nil {
+				tcp.Close()
+				return fmt.Errorf("turn: %w", err)
+			}
+			s.fast = relay.NewIndex(s.udp.sock)
 			s.tcp = &listener{Listener: tcp, s: s}
 			break
 		}
@@ -261,12 +278,13 @@ func (s *Server) listen() error {
 	return nil
 }
 
-// closeSockets closes what listen opened, for a New that fails before pion
-// owns the sockets.
+// closeSockets closes what listen opened, and the loop, for a New that
+// fails before pion owns the sockets.
 func (s *Server) closeSockets() {
 	if s.udp != nil {
-		s.udp.UDPConn.Close()
+		s.udp.Close()
 	}
+	s.loop.Close()
 	for _, l := range []*listener{s.tcp, s.tlsL} {
 		if l != nil {
 			l.Listener.Close()
@@ -418,6 +436,9 @@ func (s *Server) Close() error {
 		case <-time.After(closeTimeout):
 			err = errors.Join(err, fmt.Errorf("turn: %d allocations still open after %v", s.acct.liveCount(), closeTimeout))
 		}
+		// Last: pion has closed its sockets by now, and the loop closes
+		// any left.
+		s.loop.Close()
 		s.metrics.unregister()
 		s.closeErr = err
 	})

@@ -1,16 +1,21 @@
 package relay
 
 import (
+	"errors"
 	"net"
 	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/plexus-chat/plexus/turn/internal/dgram"
 )
 
-// Conn is one allocation's relay socket.
+// Conn is one allocation's relay socket. Its checks run in handle, on
+// each datagram the socket receives (see package dgram), and in the
+// writes.
 type Conn struct {
-	udp     *net.UDPConn
+	sock    dgram.Socket
 	port    uint16
 	g       *Generator
 	bucket  *bucket // nil: no cap
@@ -25,17 +30,13 @@ type Conn struct {
 	releaseOnce sync.Once
 	reading     atomic.Bool // a reader has started; it releases on exit
 
-	// rbuf is the reader's buffer, with room before the datagram for a
-	// ChannelData header. Only the one reader touches it.
-	rbuf [4 + 2048]byte
-
 	fastMu sync.RWMutex
 	// fastMu guards the following fields: the channels bound on this
 	// allocation, for relaying datagrams from those peers straight to
 	// the client as ChannelData (see Index).
 	fastChans  map[netip.AddrPort]uint16
 	fastClient netip.AddrPort
-	fastOut    *net.UDPConn
+	fastOut    dgram.Socket
 }
 
 // WriteTo sends a datagram from the client to a peer (RFC 8656, sections
@@ -52,65 +53,84 @@ func (c *Conn) WriteTo(p []byte, addr net.Addr) (int, error) {
 
 // WriteToAddrPort is WriteTo without the net.Addr.
 func (c *Conn) WriteToAddrPort(p []byte, ap netip.AddrPort) (int, error) {
+	if !c.admitToPeer(p, ap) {
+		return len(p), nil
+	}
+	n, err := c.sock.WriteTo(p, ap)
+	if err == nil {
+		c.countToPeer(n)
+	}
+	return n, err
+}
+
+// forward is WriteToAddrPort for the fast path, which runs on the
+// listener's reader: it never waits for room in the send buffer.
+func (c *Conn) forward(p []byte, ap netip.AddrPort) {
+	if c.admitToPeer(p, ap) && c.sock.Send(p, ap) == nil {
+		c.countToPeer(len(p))
+	}
+}
+
+// admitToPeer runs the checks on a datagram to a peer: the policy, then
+// the bandwidth cap.
+func (c *Conn) admitToPeer(p []byte, ap netip.AddrPort) bool {
 	if v := c.g.Policy.Check(ap); !v.OK() {
 		c.g.Stats.DeniedToPeer.Add(1)
 		if c.g.Denied != nil {
 			c.g.Denied(ap, v, true)
 		}
-		return len(p), nil
+		return false
 	}
 	if c.bucket != nil && !c.bucket.take(len(p), time.Now()) {
 		c.g.Stats.Throttled.Add(1)
-		return len(p), nil
+		return false
 	}
-	n, err := c.udp.WriteToUDPAddrPort(p, ap)
-	if err == nil {
-		c.g.Stats.PacketsToPeer.Add(1)
-		c.g.Stats.BytesToPeer.Add(uint64(n))
-	}
-	return n, err
+	return true
 }
 
-// ReadFrom returns the next datagram from a peer that the policy admits and
-// the bandwidth cap leaves room for (RFC 8656, section 12.6); pion then
-// checks the allocation's permissions.
+func (c *Conn) countToPeer(n int) {
+	c.g.Stats.PacketsToPeer.Add(1)
+	c.g.Stats.BytesToPeer.Add(uint64(n))
+}
+
+// handle is the socket's dgram.Handler: it drops a datagram from a peer
+// that the policy refuses or the bandwidth cap leaves no room for, counts
+// the others and relays those of a fast-path channel itself (RFC 8656,
+// section 12.6). The rest go to ReadFrom.
+func (c *Conn) handle(buf []byte, n int, from netip.AddrPort) bool {
+	if v := c.g.Policy.Check(from); !v.OK() {
+		c.g.Stats.DeniedFromPeer.Add(1)
+		if c.g.Denied != nil {
+			c.g.Denied(from, v, false)
+		}
+		return true
+	}
+	if c.bucket != nil && !c.bucket.take(n, time.Now()) {
+		c.g.Stats.Throttled.Add(1)
+		return true
+	}
+	c.g.Stats.PacketsFromPeer.Add(1)
+	c.g.Stats.BytesFromPeer.Add(uint64(n))
+	return c.sendFast(buf, n, from)
+}
+
+// ReadFrom returns the next datagram from a peer that handle passed on;
+// pion then checks the allocation's permissions.
 func (c *Conn) ReadFrom(p []byte) (int, net.Addr, error) {
 	c.reading.Store(true)
-	buf := c.rbuf[4:]
-	if len(p) < len(buf) {
-		buf = buf[:len(p)]
+	n, ap, err := c.sock.ReadFrom(p)
+	if err != nil {
+		c.done()
+		return 0, nil, err
 	}
-	for {
-		n, ap, err := c.udp.ReadFromUDPAddrPort(buf)
-		if err != nil {
-			c.done()
-			return 0, nil, err
-		}
-		if v := c.g.Policy.Check(ap); !v.OK() {
-			c.g.Stats.DeniedFromPeer.Add(1)
-			if c.g.Denied != nil {
-				c.g.Denied(ap, v, false)
-			}
-			continue
-		}
-		if c.bucket != nil && !c.bucket.take(n, time.Now()) {
-			c.g.Stats.Throttled.Add(1)
-			continue
-		}
-		c.g.Stats.PacketsFromPeer.Add(1)
-		c.g.Stats.BytesFromPeer.Add(uint64(n))
-		if c.sendFast(ap, n) {
-			continue
-		}
-		copy(p, buf[:n])
-		return n, net.UDPAddrFromAddrPort(ap), nil
-	}
+	return n, net.UDPAddrFromAddrPort(ap), nil
 }
 
-// sendFast sends the datagram of n bytes in rbuf from peer to the client
-// as ChannelData (RFC 8656 section 12.4; over UDP no padding is needed) if
-// peer's channel is in the fast path.
-func (c *Conn) sendFast(peer netip.AddrPort, n int) bool {
+// sendFast sends the datagram buf[dgram.Headroom:][:n] from peer to the
+// client as ChannelData (RFC 8656 section 12.4; over UDP no padding is
+// needed), its header written in the headroom, if peer's channel is in
+// the fast path.
+func (c *Conn) sendFast(buf []byte, n int, peer netip.AddrPort) bool {
 	c.fastMu.RLock()
 	ch, ok := c.fastChans[unmap(peer)]
 	client, out := c.fastClient, c.fastOut
@@ -118,13 +138,14 @@ func (c *Conn) sendFast(peer netip.AddrPort, n int) bool {
 	if !ok {
 		return false
 	}
-	c.rbuf[0], c.rbuf[1] = byte(ch>>8), byte(ch)
-	c.rbuf[2], c.rbuf[3] = byte(n>>8), byte(n)
-	_, _ = out.WriteToUDPAddrPort(c.rbuf[:4+n], client)
+	const h = dgram.Headroom - 4
+	buf[h], buf[h+1] = byte(ch>>8), byte(ch)
+	buf[h+2], buf[h+3] = byte(n>>8), byte(n)
+	_ = out.Send(buf[h:dgram.Headroom+n], client)
 	return true
 }
 
-func (c *Conn) bindFast(peer netip.AddrPort, ch uint16, client netip.AddrPort, out *net.UDPConn) {
+func (c *Conn) bindFast(peer netip.AddrPort, ch uint16, client netip.AddrPort, out dgram.Socket) {
 	c.fastMu.Lock()
 	defer c.fastMu.Unlock()
 	if c.fastChans == nil {
@@ -155,7 +176,7 @@ func (c *Conn) Close() error {
 			delete(c.g.byPort, c.port)
 		}
 		c.g.mu.Unlock()
-		err = c.udp.Close()
+		err = c.sock.Close()
 		// With no reader, nothing else will release it; with one, the
 		// reader does on its way out.
 		if !c.reading.Load() {
@@ -172,15 +193,17 @@ func (c *Conn) done() {
 }
 
 // LocalAddr returns the socket's bound address (not the advertised one).
-func (c *Conn) LocalAddr() net.Addr { return c.udp.LocalAddr() }
+func (c *Conn) LocalAddr() net.Addr { return c.sock.LocalAddr() }
 
 // SetDeadline implements net.PacketConn.
-func (c *Conn) SetDeadline(t time.Time) error { return c.udp.SetDeadline(t) }
+func (c *Conn) SetDeadline(t time.Time) error {
+	return errors.Join(c.sock.SetReadDeadline(t), c.sock.SetWriteDeadline(t))
+}
 
 // SetReadDeadline implements net.PacketConn.
-func (c *Conn) SetReadDeadline(t time.Time) error { return c.udp.SetReadDeadline(t) }
+func (c *Conn) SetReadDeadline(t time.Time) error { return c.sock.SetReadDeadline(t) }
 
 // SetWriteDeadline implements net.PacketConn.
-func (c *Conn) SetWriteDeadline(t time.Time) error { return c.udp.SetWriteDeadline(t) }
+func (c *Conn) SetWriteDeadline(t time.Time) error { return c.sock.SetWriteDeadline(t) }
 
 var _ net.PacketConn = (*Conn)(nil)

@@ -12,6 +12,9 @@
 //   - ends the allocation when its maximum lifetime has passed, by closing
 //     the socket, which makes pion delete the allocation.
 //
+// The checks on datagrams from peers run in the socket's handler (see
+// package dgram), before pion reads anything.
+//
 // Generator is pion's RelayAddressGenerator: it binds sockets in the
 // configured port range and caps how many exist at once. Index is the
 // ChannelData fast path for UDP clients (see its comment).

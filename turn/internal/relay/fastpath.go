@@ -2,9 +2,10 @@ package relay
 
 import (
 	"encoding/binary"
-	"net"
 	"net/netip"
 	"sync"
+
+	"github.com/plexus-chat/plexus/turn/internal/dgram"
 )
 
 // Index is the ChannelData fast path for clients on the UDP listener.
@@ -28,7 +29,7 @@ import (
 // added after pion granted it (the peer policy ran then), and removed
 // when pion's channel or allocation goes.
 type Index struct {
-	out *net.UDPConn // the UDP listener: where clients are reached
+	out dgram.Socket // the UDP listener: where clients are reached
 
 	mu sync.RWMutex
 	// mu guards the following fields.
@@ -41,7 +42,7 @@ type client struct {
 }
 
 // NewIndex returns an index for clients of the UDP listener out.
-func NewIndex(out *net.UDPConn) *Index {
+func NewIndex(out dgram.Socket) *Index {
 	return &Index{out: out, clients: map[netip.AddrPort]*client{}}
 }
 
@@ -108,7 +109,7 @@ func (x *Index) Forward(clientAddr netip.AddrPort, b []byte) bool {
 	if !peer.IsValid() {
 		return false
 	}
-	_, _ = conn.WriteToAddrPort(b[4:4+n], peer)
+	conn.forward(b[4:4+n], peer)
 	return true
 }
 

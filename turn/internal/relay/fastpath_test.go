@@ -5,12 +5,16 @@ import (
 	"net"
 	"testing"
 	"time"
+
+	"github.com/plexus-chat/plexus/turn/internal/dgram"
 )
 
 // TestIndex: a bound channel is relayed both ways without pion, with the
 // relay socket's checks; an unbound one is left to pion.
-func TestIndex(t *testing.T) {
-	g := newGen(t, &Generator{Policy: allowLoopback()})
+func TestIndex(t *testing.T) { paths(t, testIndex) }
+
+func testIndex(t *testing.T, loop *dgram.Loop) {
+	g := newGen(t, &Generator{Loop: loop, Policy: allowLoopback()})
 	conn, _, err := g.AllocatePacketConn("udp4", 0)
 	if err != nil {
 		t.Fatal(err)
@@ -20,8 +24,13 @@ func TestIndex(t *testing.T) {
 	if g.Lookup(rc.port) != rc {
 		t.Fatal("Lookup does not find the socket by its port")
 	}
-	listener := listenPeer(t) // the server's UDP listener
-	client := listenPeer(t)   // a TURN client
+	// The server's UDP listener (nothing reads it here).
+	listener, err := loop.Adopt(listenPeer(t), nil, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer listener.Close()
+	client := listenPeer(t) // a TURN client
 	peer := listenPeer(t)
 	x := NewIndex(listener)
 	clientAddr := client.LocalAddr().(*net.UDPAddr).AddrPort()
@@ -40,6 +49,24 @@ func TestIndex(t *testing.T) {
 	n, _, err := peer.ReadFrom(buf)
 	if err != nil || string(buf[:n]) != "hello" {
 		t.Fatalf("peer got %q, %v", buf[:n], err)
+	}
+	// Both directions of the fast path allocate nothing per datagram.
+	if allocs := testing.AllocsPerRun(100, func() { x.Forward(clientAddr, msg) }); allocs != 0 {
+		t.Errorf("Forward allocates %v times per datagram", allocs)
+	}
+	in := make([]byte, dgram.Headroom+160)
+	if allocs := testing.AllocsPerRun(100, func() { rc.handle(in, 160, peerAddr) }); allocs != 0 {
+		t.Errorf("handle allocates %v times per datagram", allocs)
+	}
+	// Drain what those sent, to leave the peer and client sockets as
+	// they were.
+	for _, c := range []*net.UDPConn{peer, client} {
+		for range 101 {
+			_ = c.SetReadDeadline(time.Now().Add(time.Second))
+			if _, _, err := c.ReadFrom(buf); err != nil {
+				t.Fatalf("draining: %v", err)
+			}
+		}
 	}
 	if x.Forward(clientAddr, []byte{0x40, 0x01, 0, 9, 'x'}) {
 		t.Error("Forward relayed ChannelData shorter than its length")
@@ -75,7 +102,7 @@ func TestIndex(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("ReadFrom did not return a datagram after Unbind")
 	}
-	if s := g.Stats; s.PacketsToPeer.Load() != 1 || s.PacketsFromPeer.Load() != 2 {
+	if s := g.Stats; s.PacketsToPeer.Load() != 102 || s.PacketsFromPeer.Load() != 103 {
 		t.Errorf("counts: to %d, from %d", s.PacketsToPeer.Load(), s.PacketsFromPeer.Load())
 	}
 	x.Drop(clientAddr)

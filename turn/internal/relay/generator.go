@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/plexus-chat/plexus/turn/internal/dgram"
 	"github.com/plexus-chat/plexus/turn/internal/peer"
 )
 
@@ -55,6 +56,9 @@ type Generator struct {
 	// Denied, if set, is called for each datagram refused by the policy.
 	// It must be cheap and not block: it runs on the packet path.
 	Denied func(peer netip.AddrPort, v peer.Verdict, toPeer bool)
+	// Loop serves the relay sockets; nil leaves each on Go's networking
+	// (see package dgram).
+	Loop *dgram.Loop
 
 	live atomic.Int64
 
@@ -96,7 +100,14 @@ func (g *Generator) AllocatePacketConn(network string, requestedPort int) (net.P
 		return nil, nil, err
 	}
 	port := udp.LocalAddr().(*net.UDPAddr).Port
-	c := &Conn{udp: udp, g: g, port: uint16(port)}
+	c := &Conn{g: g, port: uint16(port)}
+	if g.RateBytes > 0 {
+		c.bucket = newBucket(g.RateBytes, time.Now())
+	}
+	if c.sock, err = g.Loop.Adopt(udp, c.handle, relayQueue); err != nil {
+		g.live.Add(-1)
+		return nil, nil, err
+	}
 	g.mu.Lock()
 	if g.byPort == nil {
 		g.byPort = map[uint16]*Conn{}
@@ -105,9 +116,6 @@ func (g *Generator) AllocatePacketConn(network string, requestedPort int) (net.P
 	g.mu.Unlock()
 	if g.Track != nil {
 		c.release = g.Track()
-	}
-	if g.RateBytes > 0 {
-		c.bucket = newBucket(g.RateBytes, time.Now())
 	}
 	if g.MaxLifetime > 0 {
 		c.timerMu.Lock()
@@ -119,6 +127,10 @@ func (g *Generator) AllocatePacketConn(network string, requestedPort int) (net.P
 	}
 	return c, &net.UDPAddr{IP: g.RelayIP.AsSlice(), Port: port}, nil
 }
+
+// relayQueue bounds the datagrams from peers waiting for pion (those not on
+// a fast-path channel: Data indications).
+const relayQueue = 32
 
 // Lookup returns the open relay socket on port, or nil.
 func (g *Generator) Lookup(port uint16) *Conn {

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/plexus-chat/plexus/turn/internal/dgram"
 	"github.com/plexus-chat/plexus/turn/internal/peer"
 )
 
@@ -28,6 +29,21 @@ func listenPeer(t *testing.T) *net.UDPConn {
 	return c
 }
 
+// paths runs f on each way of serving sockets: Linux's event loop, where
+// there is one, and the portable path (a nil loop), which must behave the
+// same.
+func paths(t *testing.T, f func(t *testing.T, loop *dgram.Loop)) {
+	loop, err := dgram.NewLoop()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { loop.Close() })
+	if loop != nil {
+		t.Run("loop", func(t *testing.T) { f(t, loop) })
+	}
+	t.Run("portable", func(t *testing.T) { f(t, nil) })
+}
+
 func newGen(t *testing.T, g *Generator) *Generator {
 	t.Helper()
 	if !g.BindIP.IsValid() {
@@ -42,8 +58,10 @@ func newGen(t *testing.T, g *Generator) *Generator {
 	return g
 }
 
-func TestAllocateAdvertisesRelayIP(t *testing.T) {
-	g := newGen(t, &Generator{MinPort: 40000, MaxPort: 40099})
+func TestAllocateAdvertisesRelayIP(t *testing.T) { paths(t, testAllocateAdvertisesRelayIP) }
+
+func testAllocateAdvertisesRelayIP(t *testing.T, loop *dgram.Loop) {
+	g := newGen(t, &Generator{Loop: loop, MinPort: 40000, MaxPort: 40099})
 	conns := map[int]bool{}
 	for range 5 {
 		c, addr, err := g.AllocatePacketConn("udp4", 0)
@@ -65,8 +83,10 @@ func TestAllocateAdvertisesRelayIP(t *testing.T) {
 	}
 }
 
-func TestPortRangeExhausted(t *testing.T) {
-	g := newGen(t, &Generator{MinPort: 40100, MaxPort: 40101})
+func TestPortRangeExhausted(t *testing.T) { paths(t, testPortRangeExhausted) }
+
+func testPortRangeExhausted(t *testing.T, loop *dgram.Loop) {
+	g := newGen(t, &Generator{Loop: loop, MinPort: 40100, MaxPort: 40101})
 	var opened []net.PacketConn
 	defer func() {
 		for _, c := range opened {
@@ -88,8 +108,10 @@ func TestPortRangeExhausted(t *testing.T) {
 	}
 }
 
-func TestMaxSockets(t *testing.T) {
-	g := newGen(t, &Generator{MaxSockets: 2})
+func TestMaxSockets(t *testing.T) { paths(t, testMaxSockets) }
+
+func testMaxSockets(t *testing.T, loop *dgram.Loop) {
+	g := newGen(t, &Generator{Loop: loop, MaxSockets: 2})
 	a, _, err := g.AllocatePacketConn("udp4", 0)
 	if err != nil {
 		t.Fatal(err)
@@ -114,14 +136,21 @@ func TestMaxSockets(t *testing.T) {
 	c.Close()
 }
 
-func TestPolicyOnEveryPacket(t *testing.T) {
+func TestPolicyOnEveryPacket(t *testing.T) { paths(t, testPolicyOnEveryPacket) }
+
+func testPolicyOnEveryPacket(t *testing.T, loop *dgram.Loop) {
 	var mu sync.Mutex
 	var denied []netip.AddrPort
-	g := newGen(t, &Generator{Denied: func(p netip.AddrPort, v peer.Verdict, toPeer bool) {
+	g := newGen(t, &Generator{Loop: loop, Denied: func(p netip.AddrPort, v peer.Verdict, toPeer bool) {
 		mu.Lock()
 		denied = append(denied, p)
 		mu.Unlock()
 	}})
+	hooks := func() int {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(denied)
+	}
 	c, _, err := g.AllocatePacketConn("udp4", 0)
 	if err != nil {
 		t.Fatal(err)
@@ -133,8 +162,8 @@ func TestPolicyOnEveryPacket(t *testing.T) {
 	if n, err := c.WriteTo([]byte("hello"), p.LocalAddr()); err != nil || n != 5 {
 		t.Fatalf("WriteTo = %d, %v", n, err)
 	}
-	if g.Stats.DeniedToPeer.Load() != 1 || g.Stats.PacketsToPeer.Load() != 0 || len(denied) != 1 {
-		t.Errorf("denied=%d sent=%d hooks=%d", g.Stats.DeniedToPeer.Load(), g.Stats.PacketsToPeer.Load(), len(denied))
+	if g.Stats.DeniedToPeer.Load() != 1 || g.Stats.PacketsToPeer.Load() != 0 || hooks() != 1 {
+		t.Errorf("denied=%d sent=%d hooks=%d", g.Stats.DeniedToPeer.Load(), g.Stats.PacketsToPeer.Load(), hooks())
 	}
 	// And a datagram from a refused peer never reaches pion.
 	if _, err := p.WriteTo([]byte("in"), c.LocalAddr()); err != nil {
@@ -144,13 +173,15 @@ func TestPolicyOnEveryPacket(t *testing.T) {
 	if _, _, err := c.ReadFrom(make([]byte, 100)); err == nil {
 		t.Error("ReadFrom returned a datagram from a refused peer")
 	}
-	if g.Stats.DeniedFromPeer.Load() != 1 {
-		t.Errorf("DeniedFromPeer = %d", g.Stats.DeniedFromPeer.Load())
+	if g.Stats.DeniedFromPeer.Load() != 1 || hooks() != 2 {
+		t.Errorf("DeniedFromPeer = %d, hooks=%d", g.Stats.DeniedFromPeer.Load(), hooks())
 	}
 }
 
-func TestRelayAndCount(t *testing.T) {
-	g := newGen(t, &Generator{Policy: allowLoopback()})
+func TestRelayAndCount(t *testing.T) { paths(t, testRelayAndCount) }
+
+func testRelayAndCount(t *testing.T, loop *dgram.Loop) {
+	g := newGen(t, &Generator{Loop: loop, Policy: allowLoopback()})
 	c, _, err := g.AllocatePacketConn("udp4", 0)
 	if err != nil {
 		t.Fatal(err)
@@ -207,9 +238,11 @@ func TestBucket(t *testing.T) {
 	}
 }
 
-func TestMaxLifetimeAndRelease(t *testing.T) {
+func TestMaxLifetimeAndRelease(t *testing.T) { paths(t, testMaxLifetimeAndRelease) }
+
+func testMaxLifetimeAndRelease(t *testing.T, loop *dgram.Loop) {
 	released := make(chan struct{})
-	g := newGen(t, &Generator{MaxLifetime: 50 * time.Millisecond, Track: func() func() {
+	g := newGen(t, &Generator{Loop: loop, MaxLifetime: 50 * time.Millisecond, Track: func() func() {
 		return func() { close(released) }
 	}})
 	c, _, err := g.AllocatePacketConn("udp4", 0)
