@@ -113,7 +113,7 @@ func (f *feed) run(ctx context.Context) {
 	wake := f.srv.deps.Hub.Subscribe(f.user)
 	defer wake.Close()
 	for {
-		if !onFreshStack(func() bool { return f.step(ctx) }) {
+		if !f.srv.workers.run(func() bool { return f.step(ctx) }) {
 			return
 		}
 		select {
@@ -123,17 +123,6 @@ func (f *feed) run(ctx context.Context) {
 			return
 		}
 	}
-}
-
-// onFreshStack runs fn on a short-lived goroutine and returns its
-// result. Syncing and encoding need a deep stack; run on a long-lived,
-// mostly idle goroutine that stack would stay (the collector only
-// shrinks a stack using under a quarter of it), costing every idle
-// connection kilobytes.
-func onFreshStack(fn func() bool) bool {
-	done := make(chan bool, 1)
-	go func() { done <- fn() }()
-	return <-done
 }
 
 // step syncs once from the feed's token and pushes the result; false

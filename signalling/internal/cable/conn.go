@@ -180,7 +180,7 @@ func (c *conn) readLoop(ctx context.Context) {
 		}
 		// The reader's own stack stays as shallow as the read path; the
 		// command's work, possibly deep, runs on a short-lived one.
-		onFreshStack(func() bool { c.handle(ctx, data); return true })
+		c.srv.workers.run(func() bool { c.handle(ctx, data); return true })
 	}
 }
 

@@ -102,6 +102,8 @@ type Server struct {
 
 	stop       chan struct{}
 	pingerDone chan struct{}
+	// workers run the channels' syncs and the commands (workers.go).
+	workers *workers
 	// wg counts the connections being served (from before the upgrade).
 	wg sync.WaitGroup
 
@@ -169,6 +171,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		stop:       make(chan struct{}),
 		pingerDone: make(chan struct{}),
 		conns:      map[*conn]struct{}{},
+		workers:    newWorkers(0),
 	}
 	s.upgrader = websocket.Upgrader{
 		// Small per-connection buffers and a shared write buffer pool:
@@ -225,6 +228,7 @@ func (s *Server) Close() error {
 		c.close(frame, true)
 	}
 	s.wg.Wait()
+	s.workers.close()
 	return nil
 }
 
