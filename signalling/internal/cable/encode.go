@@ -62,10 +62,14 @@ func appendResponse(b []byte, r *syncer.Response) []byte {
 		b = append(b, `,"device_lists":`...)
 		b = appendMarshal(b, r.DeviceLists)
 	}
-	b = append(b, `,"device_one_time_keys_count":`...)
-	b = appendMarshal(b, r.OTKCounts)
-	b = append(b, `,"device_unused_fallback_key_types":`...)
-	b = appendMarshal(b, r.UnusedFallbackKeys)
+	if len(r.OTKCounts) > 0 {
+		b = append(b, `,"device_one_time_keys_count":`...)
+		b = appendMarshal(b, r.OTKCounts)
+	}
+	if r.UnusedFallbackKeys != nil {
+		b = append(b, `,"device_unused_fallback_key_types":`...)
+		b = appendMarshal(b, r.UnusedFallbackKeys)
+	}
 	return append(b, '}')
 }
 

@@ -49,10 +49,10 @@ func TestEncodersMatchEncodingJSON(t *testing.T) {
 		ToDevice:           &syncer.EventList{Events: evs},
 		DeviceLists:        &syncer.DeviceLists{Changed: []string{"@x:hs"}, Left: []string{"@y:hs"}},
 		OTKCounts:          map[string]int{"signed_curve25519": 5},
-		UnusedFallbackKeys: []string{"signed_curve25519"},
+		UnusedFallbackKeys: &[]string{"signed_curve25519"},
 	}
 	onlyInvite := &syncer.Response{NextBatch: "s", Rooms: &syncer.RoomsPart{Invite: full.Rooms.Invite}}
-	onlyLeave := &syncer.Response{NextBatch: "s", Rooms: &syncer.RoomsPart{Leave: full.Rooms.Leave}, OTKCounts: map[string]int{}, UnusedFallbackKeys: []string{}}
+	onlyLeave := &syncer.Response{NextBatch: "s", Rooms: &syncer.RoomsPart{Leave: full.Rooms.Leave}, OTKCounts: map[string]int{}, UnusedFallbackKeys: &[]string{}}
 	jr, lr := full.Rooms.Join["!b:hs"], full.Rooms.Leave["!d:hs"]
 	joined := roomMessage{Type: "room", RoomID: "!b:hs", Membership: "join", NextBatch: "s", Summary: jr.Summary, State: &jr.State, Timeline: &jr.Timeline, Ephemeral: &jr.Ephemeral, AccountData: &jr.AccountData, UnreadNotifications: &jr.UnreadNotifications}
 	left := roomMessage{Type: "room", RoomID: "!d:hs", Membership: "leave", NextBatch: "s", State: &lr.State, Timeline: &lr.Timeline, AccountData: &lr.AccountData}

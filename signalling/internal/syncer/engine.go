@@ -232,7 +232,7 @@ func (e *Engine) compute(ctx context.Context, req Request) (*Response, stream.To
 		if fb == nil {
 			fb = []string{}
 		}
-		resp.UnusedFallbackKeys = fb
+		resp.UnusedFallbackKeys = &fb
 		if !b.initial && auxNew {
 			changed, left, err := d.DeviceListChanges(ctx, req.UserID, since.Aux, upto.Aux)
 			if err != nil {

@@ -343,3 +343,101 @@ func TestDeviceListsFromMembership(t *testing.T) {
 		t.Fatalf("after bob left: %+v, want left [bob]", resp.DeviceLists)
 	}
 }
+
+// TestSyncEdgeCases covers the membership and filter cases a review
+// found: each failed before its fix.
+func TestSyncEdgeCases(t *testing.T) {
+	t.Run("filter before limit", func(t *testing.T) {
+		f := newFixture(t, storagetest.SQLite)
+		room := f.newRoom()
+		f.member(room, "@bob:hs1", "@bob:hs1", "join")
+		f.caughtUp()
+		_, since := f.sync("@bob:hs1", nil, nil, 0)
+		f.message(room, "@alice:hs1", "the one message")
+		for range 3 {
+			f.send(room, "@alice:hs1", "m.reaction", nil, `{}`)
+		}
+		f.caughtUp()
+		two, types := 2, []string{"m.room.message"}
+		fl := &Filter{}
+		fl.Room.Timeline.Limit = &two
+		fl.Room.Timeline.Types = &types
+		resp, _ := f.sync("@bob:hs1", &since, fl, 0)
+		jr := resp.Rooms.Join[string(room)]
+		if jr == nil || !slices.Equal(bodies(t, jr.Timeline.Events), []string{"the one message"}) || jr.Timeline.Limited {
+			t.Fatalf("filtered timeline: %+v", resp.Rooms)
+		}
+	})
+	t.Run("leave and rejoin within one window", func(t *testing.T) {
+		f := newFixture(t, storagetest.SQLite)
+		room := f.newRoom()
+		f.member(room, "@bob:hs1", "@bob:hs1", "join")
+		f.caughtUp()
+		_, since := f.sync("@bob:hs1", nil, nil, 0)
+		f.member(room, "@bob:hs1", "@bob:hs1", "leave")
+		empty := ""
+		f.send(room, "@alice:hs1", "m.room.name", &empty, `{"name":"renamed while away"}`)
+		f.member(room, "@bob:hs1", "@bob:hs1", "join")
+		f.caughtUp()
+		resp, _ := f.sync("@bob:hs1", &since, nil, 0)
+		jr := resp.Rooms.Join[string(room)]
+		if jr == nil || !strings.Contains(string(joinRaw(jr.State.Events)+joinRaw(jr.Timeline.Events)), "renamed while away") {
+			t.Fatalf("the rename made while bob was away is missing: %+v", jr)
+		}
+	})
+	t.Run("many profile changes keep the join", func(t *testing.T) {
+		f := newFixture(t, storagetest.SQLite)
+		room := f.newRoom()
+		f.caughtUp()
+		_, since := f.sync("@bob:hs1", nil, nil, 0)
+		f.member(room, "@bob:hs1", "@bob:hs1", "join")
+		bob := "@bob:hs1"
+		for i := range 2 * keepChanges {
+			f.send(room, bob, "m.room.member", &bob, fmt.Sprintf(`{"membership":"join","displayname":"bob %d"}`, i))
+		}
+		f.caughtUp()
+		resp, _ := f.sync(bob, &since, nil, 0)
+		jr := resp.Rooms.Join[string(room)]
+		if jr == nil || jr.Summary == nil || !strings.Contains(string(joinRaw(jr.State.Events)), "m.room.create") {
+			t.Fatalf("newly joined room without its state: %+v", jr)
+		}
+	})
+	t.Run("joined-only history", func(t *testing.T) {
+		f := newFixture(t, storagetest.SQLite)
+		room := f.newRoom()
+		empty := ""
+		f.send(room, "@alice:hs1", "m.room.history_visibility", &empty, `{"history_visibility":"joined"}`)
+		f.message(room, "@alice:hs1", "secret before bob joined")
+		f.member(room, "@bob:hs1", "@bob:hs1", "join")
+		f.message(room, "@alice:hs1", "hello bob")
+		f.caughtUp()
+		resp, _ := f.sync("@bob:hs1", nil, nil, 0)
+		if b := bodies(t, resp.Rooms.Join[string(room)].Timeline.Events); !slices.Equal(b, []string{"hello bob"}) {
+			t.Fatalf("bob's timeline %v, want only what followed his join", b)
+		}
+	})
+	t.Run("leave reported after a window miss", func(t *testing.T) {
+		f := newFixture(t, storagetest.SQLite)
+		room := f.newRoom()
+		f.member(room, "@bob:hs1", "@bob:hs1", "join")
+		f.caughtUp()
+		_, since := f.sync("@bob:hs1", nil, nil, 0)
+		f.member(room, "@alice:hs1", "@bob:hs1", "leave")
+		for i := range 70 {
+			f.message(room, "@alice:hs1", fmt.Sprint(i))
+		}
+		f.caughtUp()
+		resp, _ := f.sync("@bob:hs1", &since, nil, 0)
+		if resp.Rooms == nil || resp.Rooms.Leave[string(room)] == nil {
+			t.Fatalf("the kick is not reported: %+v", resp.Rooms)
+		}
+	})
+}
+
+func joinRaw(evs []json.RawMessage) string {
+	var b strings.Builder
+	for _, e := range evs {
+		b.Write(e)
+	}
+	return b.String()
+}

@@ -50,6 +50,9 @@ type Index struct {
 	versions map[string]*rooms.Version
 	// unread holds the local members' unread counts (see unread.go).
 	unread map[unreadKey]unreadCount
+	// localJoined maps a room to its joined local users: the ones whose
+	// unread counts an event may raise.
+	localJoined map[string]map[string]struct{}
 
 	poke   chan struct{}
 	stop   chan struct{}
@@ -75,14 +78,15 @@ func NewIndex(ctx context.Context, cfg IndexConfig, deps IndexDeps) (*Index, err
 	}
 	x := &Index{
 		cfg: cfg, deps: deps, log: deps.Logger,
-		window:   newRing(cfg.Window, head),
-		head:     head,
-		members:  newMembers(),
-		versions: map[string]*rooms.Version{},
-		unread:   map[unreadKey]unreadCount{},
-		poke:     make(chan struct{}, 1),
-		stop:     make(chan struct{}),
-		done:     make(chan struct{}),
+		window:      newRing(cfg.Window, head),
+		head:        head,
+		members:     newMembers(),
+		versions:    map[string]*rooms.Version{},
+		unread:      map[unreadKey]unreadCount{},
+		localJoined: map[string]map[string]struct{}{},
+		poke:        make(chan struct{}, 1),
+		stop:        make(chan struct{}),
+		done:        make(chan struct{}),
 	}
 	if err := x.load(ctx); err != nil {
 		return nil, err
@@ -194,7 +198,14 @@ func (x *Index) readOnce(ctx context.Context) (int, error) {
 	for _, rec := range recs {
 		v, err := x.version(ctx, rec.RoomID)
 		if err != nil {
-			return 0, err
+			// One unreadable room must not stall every sync: the event
+			// is skipped (kept invisible) and the stream moves on.
+			x.log.Error("event of an unreadable room skipped", "event", rec.EventID, "room", rec.RoomID, "err", err)
+			x.mu.Lock()
+			x.window.push(entry{pos: rec.StreamPos, room: rec.RoomID})
+			x.head = rec.StreamPos
+			x.mu.Unlock()
+			continue
 		}
 		ev, perr := rooms.ParseEvent(rec.JSON, v)
 		e := entry{pos: rec.StreamPos, room: rec.RoomID, ev: ev,
@@ -256,6 +267,20 @@ func (x *Index) noteMember(room string, ev *rooms.Event, pos int64) {
 	x.members.set(room, user, change{pos: pos, membership: m, eventID: string(ev.ID())})
 	if x.isLocal(user) {
 		x.deps.Hub.SetMember(room, user, m == "join" || m == "invite")
+		lj := x.localJoined[room]
+		if m == "join" {
+			if lj == nil {
+				lj = map[string]struct{}{}
+				x.localJoined[room] = lj
+			}
+			lj[user] = struct{}{}
+		} else {
+			delete(lj, user)
+			if len(lj) == 0 {
+				delete(x.localJoined, room)
+			}
+			delete(x.unread, unreadKey{user, room})
+		}
 	}
 }
 

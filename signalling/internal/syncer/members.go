@@ -36,17 +36,29 @@ func (m *members) set(room, user string, c change) {
 		rs = map[string][]change{}
 		m.byUser[user] = rs
 	}
+	if h := rs[room]; len(h) > 0 && h[len(h)-1].membership == c.membership {
+		// A repeat (a profile change is join -> join) changes nothing
+		// /sync decides on; keeping only the first position stops a run
+		// of them from trimming the real changes out of the history.
+		h[len(h)-1].eventID = c.eventID
+		m.byRoomSet(room, user, c.membership)
+		return
+	}
 	h := append(rs[room], c)
 	if len(h) > keepChanges {
 		h = append(h[:0:0], h[len(h)-keepChanges:]...)
 	}
 	rs[room] = h
+	m.byRoomSet(room, user, c.membership)
+}
+
+func (m *members) byRoomSet(room, user, membership string) {
 	us := m.byRoom[room]
 	if us == nil {
 		us = map[string]string{}
 		m.byRoom[room] = us
 	}
-	us[user] = c.membership
+	us[user] = membership
 }
 
 // current is the user's membership in room now ("" if none) and the

@@ -11,11 +11,11 @@ type Response struct {
 	Presence    *EventList   `json:"presence,omitempty"`
 	ToDevice    *EventList   `json:"to_device,omitempty"`
 	DeviceLists *DeviceLists `json:"device_lists,omitempty"`
-	// OTKCounts is always present for an E2EE-capable client: its absence
-	// would read as "no keys left" to some clients only when the field is
-	// present, so it is sent whenever known.
-	OTKCounts          map[string]int `json:"device_one_time_keys_count"`
-	UnusedFallbackKeys []string       `json:"device_unused_fallback_key_types"`
+	// OTKCounts and UnusedFallbackKeys are sent whenever the device is
+	// known: an absent fallback list reads as "server without fallback
+	// keys", an empty one as "upload one". Never null.
+	OTKCounts          map[string]int `json:"device_one_time_keys_count,omitempty"`
+	UnusedFallbackKeys *[]string      `json:"device_unused_fallback_key_types,omitempty"`
 }
 
 // EventList is {"events": [...]}.

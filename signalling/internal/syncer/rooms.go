@@ -23,12 +23,15 @@ type builder struct {
 	since, upto stream.Token
 	initial     bool
 	now         time.Time
+	// hist is the user's membership histories, from the view.
+	hist map[string][]change
 }
 
 func (b *builder) rooms() (*RoomsPart, view, error) {
 	rp := &RoomsPart{Join: map[string]*JoinedRoom{}, Invite: map[string]*InvitedRoom{}, Leave: map[string]*LeftRoom{}}
 	x := b.e.deps.Index
 	v := x.view(b.req.UserID, b.since.Events, b.upto.Events)
+	b.hist = v.hist
 	full := b.initial || b.req.FullState || !v.covered
 	f := b.req.Filter
 
@@ -45,11 +48,21 @@ func (b *builder) rooms() (*RoomsPart, view, error) {
 				}
 				rp.Join[room] = jr
 			case "invite":
-				ir, err := b.invited(room, h)
+				ir, err := b.invited(room, changeAt(h, b.upto.Events))
 				if err != nil {
 					return nil, v, err
 				}
 				rp.Invite[room] = ir
+			case "leave", "ban":
+				// A room left since a token the window cannot answer:
+				// the client must still learn it is gone.
+				if bf := membershipAt(h, b.since.Events); !b.initial && (bf == "join" || bf == "invite") {
+					lr, err := b.leftFull(room, h)
+					if err != nil {
+						return nil, v, err
+					}
+					rp.Leave[room] = lr
+				}
 			}
 		}
 	} else {
@@ -64,8 +77,10 @@ func (b *builder) rooms() (*RoomsPart, view, error) {
 			h := v.hist[room]
 			before, after := membershipAt(h, b.since.Events), membershipAt(h, b.upto.Events)
 			switch {
-			case after == "join" && before != "join":
-				jr, err := b.fullJoined(room, false)
+			case after == "join" && (before != "join" || leftBetween(h, b.since.Events, b.upto.Events)):
+				// Newly joined, or away and back within the window: the
+				// state changed while away must reach the client.
+				jr, err := b.fullJoined(room, before == "join")
 				if err != nil {
 					return nil, v, err
 				}
@@ -79,7 +94,7 @@ func (b *builder) rooms() (*RoomsPart, view, error) {
 					rp.Join[room] = jr
 				}
 			case after == "invite" && before != "invite":
-				ir, err := b.invited(room, h)
+				ir, err := b.invited(room, changeAt(h, b.upto.Events))
 				if err != nil {
 					return nil, v, err
 				}
@@ -105,14 +120,22 @@ func (b *builder) joinedRoomForExtras(rp *RoomsPart, room string) *JoinedRoom {
 	if jr := rp.Join[room]; jr != nil {
 		return jr
 	}
-	m, _ := b.e.deps.Index.Membership(b.ctx, room, b.req.UserID)
-	if m != "join" || !b.req.Filter.wantRoom(room) {
+	if b.membershipAtUpto(room) != "join" || !b.req.Filter.wantRoom(room) {
 		return nil
 	}
 	jr := newJoinedRoom()
 	jr.Timeline.PrevBatch = b.upto.String()
 	rp.Join[room] = jr
 	return jr
+}
+
+// membershipAtUpto is the user's membership in room at this response's
+// upto position, not the index's latest, which may already be ahead.
+func (b *builder) membershipAtUpto(room string) string {
+	if b.hist == nil {
+		return ""
+	}
+	return membershipAt(b.hist[room], b.upto.Events)
 }
 
 func newJoinedRoom() *JoinedRoom {
@@ -148,7 +171,7 @@ func (b *builder) ephemeral(rp *RoomsPart, v view) error {
 	}
 	var joined []string
 	for room, h := range v.hist {
-		if h[len(h)-1].membership == "join" {
+		if membershipAt(h, b.upto.Events) == "join" {
 			joined = append(joined, room)
 		}
 	}
@@ -181,22 +204,26 @@ func (b *builder) incrementalJoined(room string, h []change, evs []entry) (*Join
 	}
 	limit := b.req.Filter.timelineLimit()
 	jr := newJoinedRoom()
-	// State that changed in the part of the window the timeline leaves
-	// out must reach the client as state.
-	skipped, shown := splitLimit(visible, limit)
-	jr.Timeline.Limited = len(skipped) > 0
+	// The filter picks the timeline's candidates first and the limit
+	// applies to them; state the timeline leaves out (skipped by the
+	// limit or by the filter) must reach the client as state.
 	latest := map[rooms.StateTuple]entry{}
+	var cand []entry
+	for _, e := range visible {
+		if tf.matches(e.ev.Type(), string(e.ev.Sender())) {
+			cand = append(cand, e)
+		} else if e.ev.IsState() {
+			latest[e.ev.Tuple()] = e
+		}
+	}
+	skipped, timeline := splitLimit(cand, limit)
+	jr.Timeline.Limited = len(skipped) > 0
 	for _, e := range skipped {
 		if e.ev.IsState() {
 			latest[e.ev.Tuple()] = e
 		}
 	}
-	var timeline []entry
-	for _, e := range shown {
-		if tf.matches(e.ev.Type(), string(e.ev.Sender())) {
-			timeline = append(timeline, e)
-		}
-	}
+	shown := timeline
 	if len(timeline) == 0 && len(latest) == 0 {
 		return nil, nil
 	}
@@ -295,9 +322,23 @@ func (b *builder) addLazyMembers(room string, jr *JoinedRoom, timeline, state []
 // even when it is not full, for a since token the window cannot answer.
 func (b *builder) fullJoined(room string, limitedHint bool) (*JoinedRoom, error) {
 	limit := b.req.Filter.timelineLimit()
+	info, err := b.e.deps.DB.Room(b.ctx, room)
+	if err != nil {
+		return nil, err
+	}
 	recent, err := b.recentEvents(room, b.upto.Events, limit+1)
 	if err != nil {
 		return nil, err
+	}
+	// History visibility (Client-Server API, "History visibility"): in a
+	// "joined" or "invited" room the user sees nothing from before their
+	// membership began.
+	cutoff, err := b.visibleFrom(room, info)
+	if err != nil {
+		return nil, err
+	}
+	for len(recent) > 0 && recent[0].pos < cutoff {
+		recent = recent[1:]
 	}
 	jr := newJoinedRoom()
 	if len(recent) > limit {
@@ -321,10 +362,6 @@ func (b *builder) fullJoined(room string, limitedHint bool) (*JoinedRoom, error)
 	}
 	jr.Timeline.PrevBatch = stream.Token{Events: first, Aux: b.upto.Aux, Typing: b.upto.Typing}.String()
 
-	info, err := b.e.deps.DB.Room(b.ctx, room)
-	if err != nil {
-		return nil, err
-	}
 	lazy := b.req.Filter != nil && b.req.Filter.Room.State.LazyLoadMembers
 	wantMember := map[string]bool{b.req.UserID: true}
 	for _, e := range timeline {
@@ -358,9 +395,49 @@ func (b *builder) fullJoined(room string, limitedHint bool) (*JoinedRoom, error)
 	return jr, nil
 }
 
+// visibleFrom is the first stream position of room the user may see:
+// 0 for "shared" and "world_readable" history, else where the user's
+// current membership run began (join, or invite then join, for
+// "invited").
+func (b *builder) visibleFrom(room string, info *storage.RoomInfo) (int64, error) {
+	id, ok := info.Current[storage.StateKey{Type: "m.room.history_visibility"}]
+	if !ok {
+		return 0, nil // the default is "shared"
+	}
+	evs, err := b.loadEvents(room, []string{id})
+	if err != nil || len(evs) == 0 {
+		return 0, err
+	}
+	vis, _ := evs[0].ev.Content().GetStr("history_visibility")
+	var allowed map[string]bool
+	switch vis {
+	case "joined":
+		allowed = map[string]bool{"join": true}
+	case "invited":
+		allowed = map[string]bool{"join": true, "invite": true}
+	default:
+		return 0, nil
+	}
+	h := b.hist[room]
+	from := int64(-1)
+	for i := len(h) - 1; i >= 0; i-- {
+		if h[i].pos > b.upto.Events {
+			continue
+		}
+		if !allowed[h[i].membership] {
+			break
+		}
+		from = h[i].pos
+	}
+	if from < 0 {
+		return b.upto.Events + 1, nil // not a member: nothing is visible
+	}
+	return from, nil
+}
+
 // invited is an invite as the invitee sees it: stripped state and the
 // invite event.
-func (b *builder) invited(room string, h []change) (*InvitedRoom, error) {
+func (b *builder) invited(room string, inv change) (*InvitedRoom, error) {
 	info, err := b.e.deps.DB.Room(b.ctx, room)
 	if err != nil {
 		return nil, err
@@ -371,7 +448,7 @@ func (b *builder) invited(room string, h []change) (*InvitedRoom, error) {
 			ids = append(ids, id)
 		}
 	}
-	inviteID := h[len(h)-1].eventID
+	inviteID := inv.eventID
 	ids = append(ids, inviteID)
 	evs, err := b.loadEvents(room, ids)
 	if err != nil {
@@ -393,7 +470,7 @@ func (b *builder) invited(room string, h []change) (*InvitedRoom, error) {
 // left is a room the user left (or was kicked or banned from) since the
 // last sync: the timeline up to the leave.
 func (b *builder) left(room string, h []change, evs []entry) (*LeftRoom, error) {
-	leaveID := h[len(h)-1].eventID
+	leaveID := changeAt(h, b.upto.Events).eventID
 	var timeline []entry
 	for _, e := range evs {
 		own := e.ev.Type() == "m.room.member" && e.ev.StateKeyIs(b.req.UserID)
@@ -404,8 +481,16 @@ func (b *builder) left(room string, h []change, evs []entry) (*LeftRoom, error) 
 			break
 		}
 	}
-	_, timeline = splitLimit(timeline, b.req.Filter.timelineLimit())
+	tf := b.timelineFilter()
+	var cand []entry
+	for _, e := range timeline {
+		if tf.matches(e.ev.Type(), string(e.ev.Sender())) {
+			cand = append(cand, e)
+		}
+	}
+	skipped, timeline := splitLimit(cand, b.req.Filter.timelineLimit())
 	lr := &LeftRoom{State: EventList{Events: []json.RawMessage{}}, AccountData: EventList{Events: []json.RawMessage{}}}
+	lr.Timeline.Limited = len(skipped) > 0
 	var err error
 	if lr.Timeline.Events, err = b.formatEntries(timeline); err != nil {
 		return nil, err
@@ -416,6 +501,47 @@ func (b *builder) left(room string, h []change, evs []entry) (*LeftRoom, error) 
 	}
 	lr.Timeline.PrevBatch = stream.Token{Events: first, Aux: b.since.Aux, Typing: b.since.Typing}.String()
 	return lr, nil
+}
+
+// leftFull is a room the user left, for a since token the window cannot
+// answer: the leave event alone, marked limited so the client knows
+// there may be more before it.
+func (b *builder) leftFull(room string, h []change) (*LeftRoom, error) {
+	leave := changeAt(h, b.upto.Events)
+	evs, err := b.loadEvents(room, []string{leave.eventID})
+	if err != nil {
+		return nil, err
+	}
+	lr := &LeftRoom{State: EventList{Events: []json.RawMessage{}}, AccountData: EventList{Events: []json.RawMessage{}}}
+	if lr.Timeline.Events, err = b.formatEntries(evs); err != nil {
+		return nil, err
+	}
+	lr.Timeline.Limited = true
+	lr.Timeline.PrevBatch = stream.Token{Events: leave.pos - 1, Aux: b.upto.Aux, Typing: b.upto.Typing}.String()
+	return lr, nil
+}
+
+// changeAt is the last change in a history at or before pos.
+func changeAt(h []change, pos int64) change {
+	i := sort.Search(len(h), func(i int) bool { return h[i].pos > pos })
+	if i == 0 {
+		if len(h) == 0 {
+			return change{}
+		}
+		return h[0]
+	}
+	return h[i-1]
+}
+
+// leftBetween reports whether the history has the user out of the room at
+// some point in (since, upto].
+func leftBetween(h []change, since, upto int64) bool {
+	for _, c := range h {
+		if c.pos > since && c.pos <= upto && c.membership != "join" {
+			return true
+		}
+	}
+	return false
 }
 
 // recentEvents reads a room's last n visible events at or before upto,

@@ -53,10 +53,7 @@ func notifies(ev *rooms.Event, user string) (notify, highlight bool) {
 // countUnreadLocked raises the counts of a room's local joined members for
 // one new event. x.mu must be held.
 func (x *Index) countUnreadLocked(e entry) {
-	for u, m := range x.members.byRoom[e.room] {
-		if m != "join" || !x.isLocal(u) {
-			continue
-		}
+	for u := range x.localJoined[e.room] {
 		n, h := notifies(e.ev, u)
 		if !n {
 			continue
