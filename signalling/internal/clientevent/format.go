@@ -93,6 +93,17 @@ type Prepared struct {
 	// top-level key, so appending it keeps the object canonical.
 	head []byte
 	ts   int64
+	// prevContent is the canonical JSON of unsigned.prev_content, or nil.
+	prevContent []byte
+}
+
+// WithPrevContent sets the content of the state event ev replaced
+// (unsigned.prev_content); a null content is ignored.
+func (p *Prepared) WithPrevContent(c cjson.Value) *Prepared {
+	if !c.IsNull() {
+		p.prevContent = cjson.Marshal(c)
+	}
+	return p
 }
 
 // Prepare renders ev for Render, with room_id omitted or kept.
@@ -110,13 +121,17 @@ func Prepare(ev *rooms.Event, omitRoomID bool) *Prepared {
 
 // Render returns the prepared event with unsigned.age at now and, when
 // not empty, unsigned.transaction_id. It equals Format with the same
-// options and no prev_content or redaction.
+// options (and the same prev_content) and no redaction.
 func (p *Prepared) Render(now time.Time, txnID string) []byte {
 	age := max(now.UnixMilli()-p.ts, 0)
-	out := make([]byte, 0, len(p.head)+48+len(txnID))
+	out := make([]byte, 0, len(p.head)+48+len(txnID)+len(p.prevContent))
 	out = append(out, p.head...)
 	out = append(out, `,"unsigned":{"age":`...)
 	out = strconv.AppendInt(out, age, 10)
+	if p.prevContent != nil {
+		out = append(out, `,"prev_content":`...)
+		out = append(out, p.prevContent...)
+	}
 	if txnID != "" {
 		out = append(out, `,"transaction_id":`...)
 		out = cjson.AppendString(out, txnID)

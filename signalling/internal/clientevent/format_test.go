@@ -23,6 +23,10 @@ func TestPreparedMatchesFormat(t *testing.T) {
 			}
 		}
 	}
+	prev := cjson.MustFromGo(map[string]any{"membership": "invite"})
+	if got, want := Prepare(ev, true).WithPrevContent(prev).Render(now, "t"), Format(ev, Options{Now: now, OmitRoomID: true, TxnID: "t", PrevContent: prev}); !bytes.Equal(got, want) {
+		t.Errorf("with prev_content:\n got %s\nwant %s", got, want)
+	}
 	// A clock behind the event's timestamp gives age 0, not negative.
 	if got := Prepare(ev, true).Render(now.Add(-time.Hour), ""); !bytes.Contains(got, []byte(`"age":0}`)) {
 		t.Errorf("negative age not clamped: %s", got)

@@ -441,3 +441,25 @@ func joinRaw(evs []json.RawMessage) string {
 	}
 	return b.String()
 }
+
+func TestPrevContent(t *testing.T) {
+	f := newFixture(t, storagetest.SQLite)
+	room := f.newRoom()
+	bob := "@bob:hs1"
+	f.member(room, bob, bob, "join")
+	f.caughtUp()
+	_, since := f.sync("@alice:hs1", nil, nil, 0)
+	f.send(room, bob, "m.room.member", &bob, `{"membership":"join","displayname":"Bobby"}`)
+	f.caughtUp()
+	resp, _ := f.sync("@alice:hs1", &since, nil, 0)
+	evs := resp.Rooms.Join[string(room)].Timeline.Events
+	if len(evs) != 1 || !strings.Contains(string(evs[0]), `"prev_content":{"membership":"join"}`) {
+		t.Fatalf("rename without prev_content: %s", evs)
+	}
+	// The same through a full sync's timeline (read from storage).
+	full, _ := f.sync("@alice:hs1", nil, nil, 0)
+	raw := joinRaw(full.Rooms.Join[string(room)].Timeline.Events)
+	if !strings.Contains(raw, `"displayname":"Bobby","membership":"join"}`) || !strings.Contains(raw, `"prev_content":{"membership":"join"}`) {
+		t.Fatalf("full timeline without prev_content: %s", raw)
+	}
+}

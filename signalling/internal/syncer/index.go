@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/plexus-chat/plexus/internal/cjson"
 	"github.com/plexus-chat/plexus/internal/storage"
 	"github.com/plexus-chat/plexus/rooms"
 	"github.com/plexus-chat/plexus/signalling/internal/clientevent"
@@ -211,7 +212,7 @@ func (x *Index) readOnce(ctx context.Context) (int, error) {
 		e := entry{pos: rec.StreamPos, room: rec.RoomID, ev: ev,
 			visible: perr == nil && !rec.Outlier && rec.Rejected == "" && !rec.SoftFailed}
 		if e.visible {
-			e.prep = clientevent.Prepare(ev, true)
+			e.prep = clientevent.Prepare(ev, true).WithPrevContent(x.prevContent(ctx, ev))
 		}
 		x.mu.Lock()
 		x.window.push(e)
@@ -369,4 +370,34 @@ func (x *Index) roomCounts(room, user string) (joined, invited int, heroes []str
 		}
 	}
 	return joined, invited, heroes
+}
+
+// prevContent is the content of the state event ev replaced, for
+// unsigned.prev_content (Client-Server API, "Room Event Format"): clients
+// show "changed their name" rather than "joined" from it, and roll state
+// back with it while paginating. Null for non-state events, for the
+// first event of its kind, and when the lookup fails.
+func (x *Index) prevContent(ctx context.Context, ev *rooms.Event) cjson.Value {
+	prevs := ev.PrevEvents()
+	if !ev.IsState() || len(prevs) == 0 {
+		return cjson.NullValue()
+	}
+	st, err := x.deps.DB.StateAfter(ctx, string(prevs[0]))
+	if err != nil {
+		return cjson.NullValue()
+	}
+	id := st[storage.StateKey{Type: ev.Type(), StateKey: *ev.StateKey()}]
+	if id == "" {
+		return cjson.NullValue()
+	}
+	recs, err := x.deps.DB.Events(ctx, []string{id})
+	if err != nil || recs[id] == nil {
+		return cjson.NullValue()
+	}
+	obj, err := cjson.Parse(recs[id].JSON)
+	if err != nil {
+		return cjson.NullValue()
+	}
+	c, _ := obj.Get("content")
+	return c
 }

@@ -8,7 +8,6 @@ import (
 	"sort"
 	"time"
 
-	"github.com/plexus-chat/plexus/internal/cjson"
 	"github.com/plexus-chat/plexus/internal/storage"
 	"github.com/plexus-chat/plexus/rooms"
 	"github.com/plexus-chat/plexus/signalling/internal/clientevent"
@@ -243,7 +242,7 @@ func (b *builder) incrementalJoined(room string, h []change, evs []entry) (*Join
 		state = append(state, e)
 	}
 	sort.Slice(state, func(i, j int) bool { return state[i].pos < state[j].pos })
-	if jr.State.Events, err = b.formatEntries(state); err != nil {
+	if jr.State.Events, err = b.formatEntries(state, false); err != nil {
 		return nil, err
 	}
 	if b.req.Filter != nil && b.req.Filter.Room.State.LazyLoadMembers {
@@ -309,7 +308,7 @@ func (b *builder) addLazyMembers(room string, jr *JoinedRoom, timeline, state []
 	if err != nil {
 		return err
 	}
-	more, err := b.formatEntries(evs)
+	more, err := b.formatEntries(evs, false)
 	if err != nil {
 		return err
 	}
@@ -384,10 +383,10 @@ func (b *builder) fullJoined(room string, limitedHint bool) (*JoinedRoom, error)
 	if err != nil {
 		return nil, err
 	}
-	if jr.Timeline.Events, err = b.formatEntries(timeline); err != nil {
+	if jr.Timeline.Events, err = b.formatEntries(timeline, true); err != nil {
 		return nil, err
 	}
-	if jr.State.Events, err = b.formatEntries(state); err != nil {
+	if jr.State.Events, err = b.formatEntries(state, false); err != nil {
 		return nil, err
 	}
 	joined, invited, heroes := b.e.deps.Index.roomCounts(room, b.req.UserID)
@@ -492,7 +491,7 @@ func (b *builder) left(room string, h []change, evs []entry) (*LeftRoom, error) 
 	lr := &LeftRoom{State: EventList{Events: []json.RawMessage{}}, AccountData: EventList{Events: []json.RawMessage{}}}
 	lr.Timeline.Limited = len(skipped) > 0
 	var err error
-	if lr.Timeline.Events, err = b.formatEntries(timeline); err != nil {
+	if lr.Timeline.Events, err = b.formatEntries(timeline, true); err != nil {
 		return nil, err
 	}
 	first := b.since.Events
@@ -513,7 +512,7 @@ func (b *builder) leftFull(room string, h []change) (*LeftRoom, error) {
 		return nil, err
 	}
 	lr := &LeftRoom{State: EventList{Events: []json.RawMessage{}}, AccountData: EventList{Events: []json.RawMessage{}}}
-	if lr.Timeline.Events, err = b.formatEntries(evs); err != nil {
+	if lr.Timeline.Events, err = b.formatEntries(evs, true); err != nil {
 		return nil, err
 	}
 	lr.Timeline.Limited = true
@@ -612,7 +611,7 @@ func (b *builder) formatFresh(evs []entry) ([]json.RawMessage, error) {
 	out := make([]json.RawMessage, 0, len(evs))
 	for _, e := range evs {
 		if e.prep == nil {
-			out = append(out, b.formatOne(e, nil))
+			out = append(out, b.formatOne(e, nil, true))
 			continue
 		}
 		txn := ""
@@ -624,8 +623,14 @@ func (b *builder) formatFresh(evs []entry) ([]json.RawMessage, error) {
 	return out, nil
 }
 
-func (b *builder) formatOne(e entry, redactedBecause []byte) json.RawMessage {
-	o := clientevent.Options{Now: b.now, OmitRoomID: true, PrevContent: cjson.NullValue(), RedactedBecause: redactedBecause}
+// formatOne renders one event; timeline events also get
+// unsigned.prev_content (state sections do without: a room's whole state
+// would cost two reads per event).
+func (b *builder) formatOne(e entry, redactedBecause []byte, timeline bool) json.RawMessage {
+	o := clientevent.Options{Now: b.now, OmitRoomID: true, RedactedBecause: redactedBecause}
+	if timeline {
+		o.PrevContent = b.e.deps.Index.prevContent(b.ctx, e.ev)
+	}
 	if a := b.e.deps.Annotations; a != nil && string(e.ev.Sender()) == b.req.UserID && b.req.DeviceID != "" {
 		o.TxnID = a.TxnID(b.ctx, b.req.UserID, b.req.DeviceID, string(e.ev.ID()))
 	}
@@ -633,7 +638,7 @@ func (b *builder) formatOne(e entry, redactedBecause []byte) json.RawMessage {
 }
 
 // formatEntries renders events in client form for this request's user.
-func (b *builder) formatEntries(evs []entry) ([]json.RawMessage, error) {
+func (b *builder) formatEntries(evs []entry, timeline bool) ([]json.RawMessage, error) {
 	out := make([]json.RawMessage, 0, len(evs))
 	if len(evs) == 0 {
 		return out, nil
@@ -650,7 +655,7 @@ func (b *builder) formatEntries(evs []entry) ([]json.RawMessage, error) {
 		}
 	}
 	for _, e := range evs {
-		out = append(out, b.formatOne(e, because[string(e.ev.ID())]))
+		out = append(out, b.formatOne(e, because[string(e.ev.ID())], timeline))
 	}
 	return out, nil
 }
