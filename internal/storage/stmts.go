@@ -14,6 +14,13 @@ import (
 // prepared at most eight times however batch sizes vary.
 const maxChunkRows = 128
 
+// maxCachedStmts bounds how many statements first met inside a
+// transaction are kept for later: query shapes are fixed in the code (IN
+// lists come in a few sizes), so this is far above what a running server
+// needs; it only guards against a caller building SQL from values, whose
+// statements then live for their transaction only.
+const maxCachedStmts = 4096
+
 // stmtKey names a cached statement: text is the full SQL for fixed
 // statements, or a template for sized ones, and n is the row or IN-list size.
 type stmtKey struct {
@@ -62,7 +69,9 @@ func (c *stmtCache) get(ctx context.Context, tx *sql.Tx, key stmtKey, build func
 	q := c.d.rebind(build())
 	if tx != nil {
 		c.mu.Lock()
-		c.pending[key] = q
+		if len(c.m)+len(c.pending) < maxCachedStmts {
+			c.pending[key] = q
+		}
 		c.mu.Unlock()
 		s, err := tx.PrepareContext(ctx, q)
 		if err != nil {

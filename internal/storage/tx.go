@@ -26,19 +26,43 @@ type Tx struct {
 	pos int64
 }
 
+// stmt returns query prepared on the transaction's connection, from the
+// connection's statement cache: parsing the SQL again for every call
+// costs about as much as running a small query.
+func (t *Tx) stmt(ctx context.Context, query string) (*sql.Stmt, error) {
+	c := t.db.rstmts
+	if t.write {
+		c = t.db.wstmts
+	}
+	return c.fixed(ctx, t.tx, query)
+}
+
 // Exec runs a statement that returns no rows.
 func (t *Tx) Exec(ctx context.Context, query string, args ...any) (sql.Result, error) {
-	return t.tx.ExecContext(ctx, t.db.d.rebind(query), args...)
+	s, err := t.stmt(ctx, query)
+	if err != nil {
+		return nil, err
+	}
+	return s.ExecContext(ctx, args...)
 }
 
 // Query runs a query that returns rows.
 func (t *Tx) Query(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
-	return t.tx.QueryContext(ctx, t.db.d.rebind(query), args...)
+	s, err := t.stmt(ctx, query)
+	if err != nil {
+		return nil, err
+	}
+	return s.QueryContext(ctx, args...)
 }
 
 // QueryRow runs a query that returns at most one row.
 func (t *Tx) QueryRow(ctx context.Context, query string, args ...any) *sql.Row {
-	return t.tx.QueryRowContext(ctx, t.db.d.rebind(query), args...)
+	s, err := t.stmt(ctx, query)
+	if err != nil {
+		// Let the driver report the same error through the Row.
+		return t.tx.QueryRowContext(ctx, t.db.d.rebind(query), args...)
+	}
+	return s.QueryRowContext(ctx, args...)
 }
 
 // Backend reports "sqlite" or "postgres", for the rare query that differs.
@@ -80,6 +104,7 @@ func (db *DB) Update(ctx context.Context, fn func(*Tx) error) error {
 	t := &Tx{tx: sqlTx, db: db, write: true}
 	if err := fn(t); err != nil {
 		_ = sqlTx.Rollback()
+		db.wstmts.warm(ctx)
 		return err
 	}
 	if t.pos != 0 {
@@ -88,6 +113,7 @@ func (db *DB) Update(ctx context.Context, fn func(*Tx) error) error {
 			return fmt.Errorf("storage: advance aux stream: %w", err)
 		}
 	}
+	defer db.wstmts.warm(ctx)
 	if err := sqlTx.Commit(); err != nil {
 		// A failed COMMIT may still have reached the disk: never hand the
 		// positions out again.
@@ -109,6 +135,7 @@ func (db *DB) View(ctx context.Context, fn func(*Tx) error) error {
 	if err != nil {
 		return fmt.Errorf("storage: begin read: %w", err)
 	}
+	defer db.rstmts.warm(ctx)
 	defer sqlTx.Rollback() //nolint:errcheck // read-only
 	return fn(&Tx{tx: sqlTx, db: db})
 }
