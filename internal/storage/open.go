@@ -56,6 +56,12 @@ type DB struct {
 	// group merges concurrent Commits into shared transactions.
 	group grouper
 
+	// ckptStop and ckptDone run the SQLite checkpoint loop (nil for
+	// PostgreSQL); lastCkptAux is the loop's own note of the aux
+	// position it last saw.
+	ckptStop, ckptDone chan struct{}
+	lastCkptAux        int64
+
 	closeOnce sync.Once
 	closeErr  error
 }
@@ -126,6 +132,10 @@ func (db *DB) open(ctx context.Context, t target) error {
 		return fmt.Errorf("storage: read aux stream: %w", err)
 	}
 	db.auxPos.Store(db.lastAux)
+	if t.d == sqliteDialect {
+		db.ckptStop, db.ckptDone = make(chan struct{}), make(chan struct{})
+		go db.checkpointLoop()
+	}
 	return nil
 }
 
@@ -133,6 +143,10 @@ func (db *DB) open(ctx context.Context, t target) error {
 // again returns the first call's result.
 func (db *DB) Close() error {
 	db.closeOnce.Do(func() {
+		if db.ckptStop != nil {
+			close(db.ckptStop)
+			<-db.ckptDone
+		}
 		db.writeSem <- struct{}{}
 		db.closed = true
 		<-db.writeSem
@@ -179,7 +193,8 @@ type target struct {
 // run beside the writer; synchronous=NORMAL in WAL mode loses at most the
 // last commits on power failure, never consistency; BEGIN IMMEDIATE takes
 // the write lock up front so a transaction never fails half-way on
-// SQLITE_BUSY; busy_timeout covers another process holding the lock. The
+// SQLITE_BUSY; busy_timeout covers another process holding the lock;
+// automatic checkpoints are off because checkpoint.go runs them. The
 // 32 MB page cache (default 2 MB) keeps the event ID index, where inserts
 // land at random, in memory for longer.
 const sqliteWriterParams = "_txlock=immediate" +
@@ -187,7 +202,9 @@ const sqliteWriterParams = "_txlock=immediate" +
 	"&_pragma=journal_mode(WAL)" +
 	"&_pragma=synchronous(NORMAL)" +
 	"&_pragma=foreign_keys(1)" +
-	"&_pragma=cache_size(-32000)"
+	"&_pragma=cache_size(-32000)" +
+	// checkpoint.go checkpoints the WAL off the commit path.
+	"&_pragma=wal_autocheckpoint(0)"
 
 // sqliteReaderParams configure the read pool; query_only guards against a
 // write slipping onto a reader and racing the writer for the lock.
