@@ -463,3 +463,44 @@ func TestPrevContent(t *testing.T) {
 		t.Fatalf("full timeline without prev_content: %s", raw)
 	}
 }
+
+func TestFullStateAndIncludeLeave(t *testing.T) {
+	f := newFixture(t, storagetest.SQLite)
+	room := f.newRoom()
+	gone := f.newRoom()
+	f.member(room, "@bob:hs1", "@bob:hs1", "join")
+	f.member(gone, "@bob:hs1", "@bob:hs1", "join")
+	f.member(gone, "@bob:hs1", "@bob:hs1", "leave")
+	f.message(room, "@alice:hs1", "old")
+	f.caughtUp()
+	_, since := f.sync("@bob:hs1", nil, nil, 0)
+	f.message(room, "@alice:hs1", "new")
+	f.caughtUp()
+
+	// full_state with a token: the timeline still starts at the token,
+	// the state is whole.
+	resp, _, err := f.eng.Sync(f.ctx, Request{UserID: "@bob:hs1", DeviceID: "DEV", Since: &since, FullState: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	jr := resp.Rooms.Join[string(room)]
+	if b := bodies(t, jr.Timeline.Events); !slices.Equal(b, []string{"new"}) {
+		t.Fatalf("full_state timeline %v, want only what followed the token", b)
+	}
+	if !strings.Contains(joinRaw(jr.State.Events), "m.room.create") {
+		t.Fatalf("full_state without the whole state: %s", joinRaw(jr.State.Events))
+	}
+
+	// include_leave lists left rooms in an initial sync; without it they
+	// are left out.
+	plain, _ := f.sync("@bob:hs1", nil, nil, 0)
+	if plain.Rooms.Leave[string(gone)] != nil {
+		t.Fatal("left room in an initial sync without include_leave")
+	}
+	fl := &Filter{}
+	fl.Room.IncludeLeave = true
+	withLeave, _ := f.sync("@bob:hs1", nil, fl, 0)
+	if withLeave.Rooms.Leave[string(gone)] == nil {
+		t.Fatalf("include_leave did not list the left room: %+v", withLeave.Rooms)
+	}
+}

@@ -31,7 +31,10 @@ func (b *builder) rooms() (*RoomsPart, view, error) {
 	x := b.e.deps.Index
 	v := x.view(b.req.UserID, b.since.Events, b.upto.Events)
 	b.hist = v.hist
-	full := b.initial || b.req.FullState || !v.covered
+	// full_state with a since token still limits the timeline by the
+	// token (Client-Server API, "GET /sync": full_state); only the state
+	// sections are whole, which withFullState below adds.
+	full := b.initial || !v.covered
 	f := b.req.Filter
 
 	if full {
@@ -54,8 +57,12 @@ func (b *builder) rooms() (*RoomsPart, view, error) {
 				rp.Invite[room] = ir
 			case "leave", "ban":
 				// A room left since a token the window cannot answer:
-				// the client must still learn it is gone.
-				if bf := membershipAt(h, b.since.Events); !b.initial && (bf == "join" || bf == "invite") {
+				// the client must still learn it is gone. An initial sync
+				// lists left rooms only when the filter asks
+				// (include_leave), as archived rooms.
+				bf := membershipAt(h, b.since.Events)
+				wantLeft := b.initial && f != nil && f.Room.IncludeLeave
+				if wantLeft || (!b.initial && (bf == "join" || bf == "invite")) {
 					lr, err := b.leftFull(room, h)
 					if err != nil {
 						return nil, v, err
@@ -107,10 +114,59 @@ func (b *builder) rooms() (*RoomsPart, view, error) {
 			}
 		}
 	}
+	if b.req.FullState && !full {
+		if err := b.withFullState(rp, v); err != nil {
+			return nil, v, err
+		}
+	}
 	if err := b.ephemeral(rp, v); err != nil {
 		return nil, v, err
 	}
 	return rp, v, nil
+}
+
+// withFullState gives every joined room its whole current state, for
+// full_state=true with a since token: rooms without news get an empty
+// timeline.
+func (b *builder) withFullState(rp *RoomsPart, v view) error {
+	for room, h := range v.hist {
+		if membershipAt(h, b.upto.Events) != "join" || !b.req.Filter.wantRoom(room) {
+			continue
+		}
+		jr := rp.Join[room]
+		if jr == nil {
+			jr = newJoinedRoom()
+			jr.Timeline.PrevBatch = b.upto.String()
+			rp.Join[room] = jr
+		}
+		info, err := b.e.deps.DB.Room(b.ctx, room)
+		if err != nil {
+			return err
+		}
+		inTimeline := map[string]bool{}
+		for _, raw := range jr.Timeline.Events {
+			var id struct {
+				EventID string `json:"event_id"`
+			}
+			if json.Unmarshal(raw, &id) == nil {
+				inTimeline[id.EventID] = true
+			}
+		}
+		var ids []string
+		for _, id := range info.Current {
+			if !inTimeline[id] {
+				ids = append(ids, id)
+			}
+		}
+		state, err := b.loadEvents(room, ids)
+		if err != nil {
+			return err
+		}
+		if jr.State.Events, err = b.formatEntries(state, false); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // joinedRoomForExtras returns the room's entry in rp.Join, making an
