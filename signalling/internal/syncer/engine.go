@@ -120,9 +120,14 @@ type Request struct {
 // an event arrives or the timeout passes).
 func (e *Engine) Sync(ctx context.Context, req Request) (*Response, stream.Token, error) {
 	// Subscribe before reading positions: a wake-up in between then
-	// cannot be missed.
-	sub := e.deps.Hub.Subscribe(req.UserID)
-	defer sub.Close()
+	// cannot be missed. A sync that will not wait (the realtime
+	// channels hold their own subscription) needs none.
+	var wake <-chan struct{}
+	if req.Timeout > 0 && req.Since != nil && !req.FullState {
+		sub := e.deps.Hub.Subscribe(req.UserID)
+		defer sub.Close()
+		wake = sub.C()
+	}
 	if req.Since != nil && e.deps.Devices != nil && req.DeviceID != "" {
 		if err := e.ack(ctx, req.UserID, req.DeviceID, req.Since.Aux); err != nil {
 			return nil, stream.Token{}, err
@@ -141,7 +146,7 @@ func (e *Engine) Sync(ctx context.Context, req Request) (*Response, stream.Token
 			return resp, next, err
 		}
 		select {
-		case <-sub.C():
+		case <-wake:
 		case <-timer:
 			return resp, next, nil
 		case <-ctx.Done():
