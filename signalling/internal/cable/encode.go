@@ -1,19 +1,14 @@
 package cable
 
 import (
-	"encoding/json"
-	"slices"
-	"strconv"
-
 	"github.com/plexus-chat/plexus/internal/cjson"
 	"github.com/plexus-chat/plexus/signalling/internal/syncer"
 )
 
-// The channels' messages are encoded by hand: encoding/json re-validates
-// and compacts every json.RawMessage it writes, which for a response
-// full of events (already compact JSON from the engine) cost as much as
-// building the response. Each encoder writes exactly what json.Marshal
-// would (TestEncodersMatchEncodingJSON holds them to it).
+// The channels' messages are encoded by hand, with the /sync engine's
+// encoders (syncer.AppendResponse and its parts); each writes exactly
+// what json.Marshal would (TestEncodersMatchEncodingJSON holds them to
+// it).
 
 // appendSync writes a sync channel message: {"type":"sync",
 // "next_batch":..,"sync":<response>}.
@@ -21,170 +16,8 @@ func appendSync(b []byte, r *syncer.Response) []byte {
 	b = append(b, `{"type":"sync","next_batch":`...)
 	b = cjson.AppendString(b, r.NextBatch)
 	b = append(b, `,"sync":`...)
-	b = appendResponse(b, r)
+	b = syncer.AppendResponse(b, r)
 	return append(b, '}')
-}
-
-// appendResponse writes a /sync response body.
-func appendResponse(b []byte, r *syncer.Response) []byte {
-	b = append(b, `{"next_batch":`...)
-	b = cjson.AppendString(b, r.NextBatch)
-	if r.Rooms != nil {
-		b = append(b, `,"rooms":{`...)
-		n := len(b)
-		if len(r.Rooms.Join) > 0 {
-			b = appendRoomMap(b, "join", r.Rooms.Join, appendJoined)
-		}
-		if len(r.Rooms.Invite) > 0 {
-			b = appendRoomMap(b, comma(b, n)+"invite", r.Rooms.Invite, func(b []byte, ir *syncer.InvitedRoom) []byte {
-				b = append(b, `{"invite_state":`...)
-				b = appendEventList(b, ir.InviteState)
-				return append(b, '}')
-			})
-		}
-		if len(r.Rooms.Leave) > 0 {
-			b = appendRoomMap(b, comma(b, n)+"leave", r.Rooms.Leave, appendLeft)
-		}
-		b = append(b, '}')
-	}
-	for _, l := range []struct {
-		key  string
-		list *syncer.EventList
-	}{{"account_data", r.AccountData}, {"presence", r.Presence}, {"to_device", r.ToDevice}} {
-		if l.list != nil {
-			b = append(b, `,"`...)
-			b = append(b, l.key...)
-			b = append(b, `":`...)
-			b = appendEventList(b, *l.list)
-		}
-	}
-	if r.DeviceLists != nil {
-		b = append(b, `,"device_lists":`...)
-		b = appendMarshal(b, r.DeviceLists)
-	}
-	if len(r.OTKCounts) > 0 {
-		b = append(b, `,"device_one_time_keys_count":`...)
-		b = appendMarshal(b, r.OTKCounts)
-	}
-	if r.UnusedFallbackKeys != nil {
-		b = append(b, `,"device_unused_fallback_key_types":`...)
-		b = appendMarshal(b, r.UnusedFallbackKeys)
-	}
-	return append(b, '}')
-}
-
-// comma is "," when something was written to b after position n.
-func comma(b []byte, n int) string {
-	if len(b) > n {
-		return ","
-	}
-	return ""
-}
-
-// appendRoomMap writes "key":{room: section, ...} with the rooms sorted,
-// as encoding/json does.
-func appendRoomMap[T any](b []byte, key string, m map[string]*T, section func([]byte, *T) []byte) []byte {
-	if key[0] == ',' {
-		b = append(b, ',')
-		key = key[1:]
-	}
-	b = append(b, '"')
-	b = append(b, key...)
-	b = append(b, `":{`...)
-	ids := make([]string, 0, len(m))
-	for id := range m {
-		ids = append(ids, id)
-	}
-	slices.Sort(ids)
-	for i, id := range ids {
-		if i > 0 {
-			b = append(b, ',')
-		}
-		b = cjson.AppendString(b, id)
-		b = append(b, ':')
-		if m[id] == nil {
-			b = append(b, "null"...)
-			continue
-		}
-		b = section(b, m[id])
-	}
-	return append(b, '}')
-}
-
-func appendJoined(b []byte, jr *syncer.JoinedRoom) []byte {
-	b = append(b, '{')
-	if jr.Summary != nil {
-		b = append(b, `"summary":`...)
-		b = appendMarshal(b, jr.Summary)
-		b = append(b, ',')
-	}
-	b = append(b, `"state":`...)
-	b = appendEventList(b, jr.State)
-	b = append(b, `,"timeline":`...)
-	b = appendTimeline(b, jr.Timeline)
-	b = append(b, `,"ephemeral":`...)
-	b = appendEventList(b, jr.Ephemeral)
-	b = append(b, `,"account_data":`...)
-	b = appendEventList(b, jr.AccountData)
-	b = append(b, `,"unread_notifications":`...)
-	b = appendMarshal(b, jr.UnreadNotifications)
-	return append(b, '}')
-}
-
-func appendLeft(b []byte, lr *syncer.LeftRoom) []byte {
-	b = append(b, `{"state":`...)
-	b = appendEventList(b, lr.State)
-	b = append(b, `,"timeline":`...)
-	b = appendTimeline(b, lr.Timeline)
-	b = append(b, `,"account_data":`...)
-	b = appendEventList(b, lr.AccountData)
-	return append(b, '}')
-}
-
-func appendEventList(b []byte, l syncer.EventList) []byte {
-	b = append(b, `{"events":`...)
-	b = appendRaws(b, l.Events)
-	return append(b, '}')
-}
-
-func appendTimeline(b []byte, t syncer.Timeline) []byte {
-	b = append(b, `{"events":`...)
-	b = appendRaws(b, t.Events)
-	b = append(b, `,"limited":`...)
-	b = strconv.AppendBool(b, t.Limited)
-	if t.PrevBatch != "" {
-		b = append(b, `,"prev_batch":`...)
-		b = cjson.AppendString(b, t.PrevBatch)
-	}
-	return append(b, '}')
-}
-
-// appendRaws writes a list of events as they are (null for nil, as
-// encoding/json writes a nil slice).
-func appendRaws(b []byte, evs []json.RawMessage) []byte {
-	if evs == nil {
-		return append(b, "null"...)
-	}
-	b = append(b, '[')
-	for i, ev := range evs {
-		if i > 0 {
-			b = append(b, ',')
-		}
-		if len(ev) == 0 {
-			ev = json.RawMessage("null") // as encoding/json writes it
-		}
-		b = append(b, ev...)
-	}
-	return append(b, ']')
-}
-
-// appendMarshal writes a small value with no raw JSON inside.
-func appendMarshal(b []byte, v any) []byte {
-	m, err := json.Marshal(v)
-	if err != nil { // cannot happen for the engine's plain types
-		return append(b, "null"...)
-	}
-	return append(b, m...)
 }
 
 // appendRoom writes a room channel message (see roomMessage for its
@@ -198,31 +31,31 @@ func appendRoom(b []byte, m roomMessage) []byte {
 	b = cjson.AppendString(b, m.NextBatch)
 	if m.Summary != nil {
 		b = append(b, `,"summary":`...)
-		b = appendMarshal(b, m.Summary)
+		b = syncer.AppendMarshal(b, m.Summary)
 	}
 	if m.State != nil {
 		b = append(b, `,"state":`...)
-		b = appendEventList(b, *m.State)
+		b = syncer.AppendEventList(b, *m.State)
 	}
 	if m.Timeline != nil {
 		b = append(b, `,"timeline":`...)
-		b = appendTimeline(b, *m.Timeline)
+		b = syncer.AppendTimeline(b, *m.Timeline)
 	}
 	if m.Ephemeral != nil {
 		b = append(b, `,"ephemeral":`...)
-		b = appendEventList(b, *m.Ephemeral)
+		b = syncer.AppendEventList(b, *m.Ephemeral)
 	}
 	if m.AccountData != nil {
 		b = append(b, `,"account_data":`...)
-		b = appendEventList(b, *m.AccountData)
+		b = syncer.AppendEventList(b, *m.AccountData)
 	}
 	if m.UnreadNotifications != nil {
 		b = append(b, `,"unread_notifications":`...)
-		b = appendMarshal(b, m.UnreadNotifications)
+		b = syncer.AppendMarshal(b, m.UnreadNotifications)
 	}
 	if m.InviteState != nil {
 		b = append(b, `,"invite_state":`...)
-		b = appendEventList(b, *m.InviteState)
+		b = syncer.AppendEventList(b, *m.InviteState)
 	}
 	return append(b, '}')
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/plexus-chat/plexus/internal/mxerr"
+	"github.com/plexus-chat/plexus/internal/server"
 	"github.com/plexus-chat/plexus/signalling/internal/endpoint"
 	"github.com/plexus-chat/plexus/signalling/internal/stream"
 )
@@ -84,5 +85,5 @@ func (e *Engine) handleSync(w http.ResponseWriter, r *http.Request, s *endpoint.
 		endpoint.Fail(w, err)
 		return
 	}
-	endpoint.Write(w, resp)
+	server.WriteRawJSON(w, http.StatusOK, AppendResponse(make([]byte, 0, 4096), resp))
 }
