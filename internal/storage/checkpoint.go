@@ -46,9 +46,9 @@ const restartFrames = 4096
 // checkpointRound copies the WAL into the database without blocking
 // anyone. Under a steady stream of commits a passive checkpoint never
 // quite catches up, and SQLite only rewinds the log once one has, so
-// when the log passes restartFrames the round also takes the write
-// lock for a RESTART checkpoint: by then the passive pass has copied all
-// but the last moments' frames, so the pause is short.
+// when the log passes restartFrames the round also holds off writers for
+// a second passive pass: by then the first has copied all but the last
+// moments' frames, so the pause is short.
 func (db *DB) checkpointRound() {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -67,5 +67,9 @@ func (db *DB) checkpointRound() {
 	if db.closed {
 		return
 	}
-	_, _ = db.write.ExecContext(ctx, "PRAGMA wal_checkpoint(RESTART)")
+	// PASSIVE again, now with no writer running: it catches up with the
+	// log (unless a reader still needs old frames) and the next commit
+	// then rewinds it. RESTART would do the same but wait for readers,
+	// stalling every commit behind a slow one.
+	_, _ = db.write.ExecContext(ctx, "PRAGMA wal_checkpoint(PASSIVE)")
 }
