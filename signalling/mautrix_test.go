@@ -1,3 +1,5 @@
+//go:build goolm
+
 package signalling_test
 
 // These tests drive Plexus with mautrix-go, the client library behind
