@@ -71,11 +71,6 @@ func (m *members) current(room, user string) (change, bool) {
 	return h[len(h)-1], true
 }
 
-// at is the user's membership in room just after stream position pos.
-func (m *members) at(room, user string, pos int64) string {
-	return historyAt(m.byUser[user][room], pos)
-}
-
 // historyAt is the membership a history gives just after pos.
 func historyAt(h []change, pos int64) string {
 	i := sort.Search(len(h), func(i int) bool { return h[i].pos > pos })
