@@ -1,10 +1,9 @@
 package accounts
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
-	"io"
+	"github.com/plexus-chat/plexus/signalling/internal/endpoint/endpointtest"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -133,39 +132,10 @@ type obj = map[string]any
 // decoded object body (nil if the body is not an object).
 func (e *env) do(method, path, token string, body any) (int, obj) {
 	e.t.Helper()
-	var r io.Reader
-	switch b := body.(type) {
-	case nil:
-	case string:
-		r = bytes.NewReader([]byte(b))
-	case []byte:
-		r = bytes.NewReader(b)
-	default:
-		j, err := json.Marshal(b)
-		if err != nil {
-			e.t.Fatal(err)
-		}
-		r = bytes.NewReader(j)
-	}
-	req, err := http.NewRequest(method, e.srv.URL+path, r)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
-	}
-	resp, err := e.srv.Client().Do(req)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	raw, err := io.ReadAll(resp.Body)
-	if err != nil {
-		e.t.Fatal(err)
-	}
+	status, raw := endpointtest.Do(e.t, e.srv.Client(), e.srv.URL, method, path, token, body)
 	var out obj
 	_ = json.Unmarshal(raw, &out)
-	return resp.StatusCode, out
+	return status, out
 }
 
 // expect asserts status and, if code is not empty, errcode.

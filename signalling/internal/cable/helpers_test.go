@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/plexus-chat/plexus/signalling/internal/endpoint/endpointtest"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -19,16 +20,8 @@ import (
 	"github.com/plexus-chat/plexus/signalling/internal/syncer"
 )
 
-// tokenAuth maps access tokens to sessions.
-type tokenAuth map[string]*endpoint.Session
-
-func (a tokenAuth) Authenticate(_ context.Context, tok string) (*endpoint.Session, error) {
-	if s := a[tok]; s != nil {
-		c := *s
-		return &c, nil
-	}
-	return nil, mxerr.UnknownToken("Unknown access token")
-}
+// tokenAuth maps fixed tokens to sessions.
+type tokenAuth = endpointtest.Tokens
 
 const fakeRoom = "!visible:hs1"
 

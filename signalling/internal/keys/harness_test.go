@@ -1,13 +1,12 @@
 package keys
 
 import (
-	"bytes"
 	"context"
 	"crypto/ed25519"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
+	"github.com/plexus-chat/plexus/signalling/internal/endpoint/endpointtest"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -17,7 +16,6 @@ import (
 	"time"
 
 	"github.com/plexus-chat/plexus/internal/cjson"
-	"github.com/plexus-chat/plexus/internal/mxerr"
 	"github.com/plexus-chat/plexus/internal/signing"
 	"github.com/plexus-chat/plexus/internal/storage"
 	"github.com/plexus-chat/plexus/internal/storage/storagetest"
@@ -39,17 +37,6 @@ var tokens = map[string]*endpoint.Session{
 	"alice2": {UserID: alice, DeviceID: "ALICE2"},
 	"bob1":   {UserID: bob, DeviceID: "BOB1"},
 	"carol1": {UserID: carol, DeviceID: "CAROL1"},
-}
-
-type testAuth struct{}
-
-func (testAuth) Authenticate(_ context.Context, tok string) (*endpoint.Session, error) {
-	s, ok := tokens[tok]
-	if !ok {
-		return nil, mxerr.UnknownToken("Unknown access token")
-	}
-	c := *s
-	return &c, nil
 }
 
 // env is one Keys served over real HTTP on loopback, with a fresh store.
@@ -116,7 +103,7 @@ func newEnv(t *testing.T, backend string) *env {
 		t.Fatal(err)
 	}
 	mux := http.NewServeMux()
-	e.k.Register(endpoint.NewRouter(mux, testAuth{}))
+	e.k.Register(endpoint.NewRouter(mux, endpointtest.Tokens(tokens)))
 	e.srv = httptest.NewServer(mux)
 	t.Cleanup(e.srv.Close)
 	return e
@@ -133,37 +120,7 @@ func forEachBackend(t *testing.T, fn func(t *testing.T, e *env)) {
 // else encoded as JSON.
 func (e *env) do(method, path, token string, body any) (int, []byte) {
 	e.t.Helper()
-	var rd io.Reader
-	switch b := body.(type) {
-	case nil:
-	case string:
-		rd = strings.NewReader(b)
-	case []byte:
-		rd = bytes.NewReader(b)
-	default:
-		j, err := json.Marshal(b)
-		if err != nil {
-			e.t.Fatal(err)
-		}
-		rd = bytes.NewReader(j)
-	}
-	req, err := http.NewRequest(method, e.srv.URL+path, rd)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
-	}
-	resp, err := e.srv.Client().Do(req)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	out, err := io.ReadAll(resp.Body)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	return resp.StatusCode, out
+	return endpointtest.Do(e.t, e.srv.Client(), e.srv.URL, method, path, token, body)
 }
 
 // ok sends a request that must succeed and decodes the answer into dst

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"github.com/plexus-chat/plexus/signalling/internal/endpoint/endpointtest"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -14,7 +15,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/plexus-chat/plexus/internal/mxerr"
 	"github.com/plexus-chat/plexus/internal/storage"
 	"github.com/plexus-chat/plexus/internal/storage/storagetest"
 	"github.com/plexus-chat/plexus/signalling/internal/endpoint"
@@ -29,14 +29,7 @@ const (
 )
 
 // tokenAuth maps fixed tokens to sessions.
-type tokenAuth map[string]*endpoint.Session
-
-func (a tokenAuth) Authenticate(_ context.Context, tok string) (*endpoint.Session, error) {
-	if s, ok := a[tok]; ok {
-		return s, nil
-	}
-	return nil, mxerr.UnknownToken("Unknown access token")
-}
+type tokenAuth = endpointtest.Tokens
 
 // harness is one repository on a real database, served over real HTTP.
 type harness struct {

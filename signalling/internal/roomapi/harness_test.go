@@ -1,13 +1,12 @@
 package roomapi
 
 import (
-	"bytes"
 	"context"
 	"crypto/ed25519"
 	"crypto/sha256"
 	"encoding/json"
 	"errors"
-	"io"
+	"github.com/plexus-chat/plexus/signalling/internal/endpoint/endpointtest"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -16,7 +15,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/plexus-chat/plexus/internal/mxerr"
 	"github.com/plexus-chat/plexus/internal/storage"
 	"github.com/plexus-chat/plexus/internal/storage/storagetest"
 	"github.com/plexus-chat/plexus/rooms"
@@ -37,14 +35,7 @@ const (
 )
 
 // tokenAuth maps fixed tokens to sessions.
-type tokenAuth map[string]*endpoint.Session
-
-func (m tokenAuth) Authenticate(_ context.Context, tok string) (*endpoint.Session, error) {
-	if s, ok := m[tok]; ok {
-		return s, nil
-	}
-	return nil, mxerr.UnknownToken("Unknown access token")
-}
+type tokenAuth = endpointtest.Tokens
 
 // stateMembers answers Members from the stored current state, as the
 // sync engine would.
@@ -257,35 +248,8 @@ func (r resp) errcode(t *testing.T) string {
 // unless it is a string, sent as is.
 func (e *env) call(token, method, path string, body any) resp {
 	e.t.Helper()
-	var rd io.Reader
-	switch b := body.(type) {
-	case nil:
-	case string:
-		rd = strings.NewReader(b)
-	default:
-		j, err := json.Marshal(b)
-		if err != nil {
-			e.t.Fatal(err)
-		}
-		rd = bytes.NewReader(j)
-	}
-	req, err := http.NewRequest(method, e.srv.URL+path, rd)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
-	}
-	res, err := http.DefaultClient.Do(req)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	defer res.Body.Close()
-	b, err := io.ReadAll(res.Body)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	return resp{status: res.StatusCode, body: b}
+	status, b := endpointtest.Do(e.t, http.DefaultClient, e.srv.URL, method, path, token, body)
+	return resp{status: status, body: b}
 }
 
 // as calls as a test user.
