@@ -332,3 +332,14 @@ func (k *keyedMutex) tryLock(key string) (unlock func(), ok bool) {
 		k.mu.Unlock()
 	}, true
 }
+
+// requireRoom returns unknown when this server has no room roomID (each
+// endpoint answers that case its own way) and any other lookup error as
+// is.
+func (a *API) requireRoom(ctx context.Context, roomID string, unknown *mxerr.MatrixError) error {
+	_, err := a.roomVersion(ctx, roomID)
+	if errors.Is(err, rooms.ErrUnknownRoom) {
+		return unknown
+	}
+	return err
+}

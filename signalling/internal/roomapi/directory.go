@@ -38,10 +38,7 @@ func (a *API) setVisibility(ctx context.Context, roomID, vis string) error {
 func (a *API) getVisibility(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	roomID := r.PathValue("roomId")
-	if _, err := a.roomVersion(ctx, roomID); errors.Is(err, rooms.ErrUnknownRoom) {
-		endpoint.Fail(w, mxerr.NotFound("Unknown room"))
-		return
-	} else if err != nil {
+	if err := a.requireRoom(ctx, roomID, mxerr.NotFound("Unknown room")); err != nil {
 		endpoint.Fail(w, err)
 		return
 	}

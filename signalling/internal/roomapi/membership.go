@@ -114,13 +114,11 @@ func decodeTarget(r *http.Request) (*membershipBody, error) {
 
 // join makes userID join a room this server participates in.
 func (a *API) join(ctx context.Context, roomID, userID, reason string) error {
-	if _, err := a.roomVersion(ctx, roomID); errors.Is(err, rooms.ErrUnknownRoom) {
-		// FEDERATION: joining a room this server is not in needs a
-		// make_join/send_join handshake with a resident server
-		// (server-server API, "Joining Rooms"). Until then there is no
-		// server we know to ask.
-		return mxerr.NotFound("No known servers")
-	} else if err != nil {
+	// FEDERATION: joining a room this server is not in needs a
+	// make_join/send_join handshake with a resident server
+	// (server-server API, "Joining Rooms"). Until then there is no
+	// server we know to ask.
+	if err := a.requireRoom(ctx, roomID, mxerr.NotFound("No known servers")); err != nil {
 		return err
 	}
 	cur, err := a.currentState(ctx, roomID, "m.room.member", userID)
@@ -252,12 +250,9 @@ func (a *API) leave(w http.ResponseWriter, r *http.Request, s *endpoint.Session)
 		endpoint.Fail(w, err)
 		return
 	}
-	if _, err := a.roomVersion(ctx, roomID); errors.Is(err, rooms.ErrUnknownRoom) {
-		// FEDERATION: rejecting an invite to a room we are not in needs
-		// make_leave/send_leave.
-		endpoint.Fail(w, mxerr.NotFound("Unknown room"))
-		return
-	} else if err != nil {
+	// FEDERATION: rejecting an invite to a room we are not in needs
+	// make_leave/send_leave.
+	if err := a.requireRoom(ctx, roomID, mxerr.NotFound("Unknown room")); err != nil {
 		endpoint.Fail(w, err)
 		return
 	}
@@ -285,10 +280,7 @@ func (a *API) leave(w http.ResponseWriter, r *http.Request, s *endpoint.Session)
 func (a *API) forget(w http.ResponseWriter, r *http.Request, s *endpoint.Session) {
 	ctx := r.Context()
 	roomID := r.PathValue("roomId")
-	if _, err := a.roomVersion(ctx, roomID); errors.Is(err, rooms.ErrUnknownRoom) {
-		endpoint.Fail(w, mxerr.NotFound("Unknown room"))
-		return
-	} else if err != nil {
+	if err := a.requireRoom(ctx, roomID, mxerr.NotFound("Unknown room")); err != nil {
 		endpoint.Fail(w, err)
 		return
 	}

@@ -42,9 +42,7 @@ type visAt struct{ hv, membership string }
 // Anything else is 403 M_FORBIDDEN, unknown rooms included.
 func (a *API) newViewer(ctx context.Context, roomID, userID string) (*viewer, error) {
 	v := &viewer{a: a, roomID: roomID, userID: userID, groups: map[int64]visAt{}}
-	if _, err := a.roomVersion(ctx, roomID); errors.Is(err, rooms.ErrUnknownRoom) {
-		return nil, mxerr.Forbidden(fmt.Sprintf("User %s is not in room %s", userID, roomID))
-	} else if err != nil {
+	if err := a.requireRoom(ctx, roomID, mxerr.Forbidden(fmt.Sprintf("User %s is not in room %s", userID, roomID))); err != nil {
 		return nil, err
 	}
 	m, err := a.membership(ctx, roomID, userID)
