@@ -18,6 +18,13 @@ func (a *API) TypingSince(since int64) map[string][]string {
 	t := a.typing
 	t.mu.Lock()
 	changed := t.sweepLocked()
+	if t.pos <= since {
+		// Nothing changed since the token: the common case for every
+		// sync that a message woke.
+		t.mu.Unlock()
+		t.wake(changed)
+		return nil
+	}
 	out := map[string][]string{}
 	for room, pos := range t.roomPos {
 		if pos <= since {
