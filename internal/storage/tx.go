@@ -65,6 +65,25 @@ func (t *Tx) QueryRow(ctx context.Context, query string, args ...any) *sql.Row {
 	return s.QueryRowContext(ctx, args...)
 }
 
+// Strings runs a query of one text column and returns its values in
+// order; never nil, so an empty result encodes as a JSON [].
+func (t *Tx) Strings(ctx context.Context, query string, args ...any) ([]string, error) {
+	rows, err := t.Query(ctx, query, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := []string{}
+	for rows.Next() {
+		var v string
+		if err := rows.Scan(&v); err != nil {
+			return nil, err
+		}
+		out = append(out, v)
+	}
+	return out, rows.Err()
+}
+
 // Backend reports "sqlite" or "postgres", for the rare query that differs.
 func (t *Tx) Backend() string { return t.db.d.name }
 
@@ -127,6 +146,15 @@ func (db *DB) Update(ctx context.Context, fn func(*Tx) error) error {
 		db.auxPos.Store(t.pos)
 	}
 	return nil
+}
+
+// Exec runs one statement in its own write transaction (Update with a
+// single Tx.Exec).
+func (db *DB) Exec(ctx context.Context, query string, args ...any) error {
+	return db.Update(ctx, func(tx *Tx) error {
+		_, err := tx.Exec(ctx, query, args...)
+		return err
+	})
 }
 
 // View runs fn in a read-only transaction with one consistent snapshot.

@@ -340,20 +340,11 @@ func (a *Accounts) handlePassword(w http.ResponseWriter, r *http.Request, s *end
 
 // otherDevices lists the user's devices other than keep.
 func otherDevices(ctx context.Context, tx *storage.Tx, userID, keep string) ([]string, error) {
-	rows, err := tx.Query(ctx, `SELECT device_id FROM devices WHERE user_id = ? AND device_id <> ?`, userID, keep)
+	ids, err := tx.Strings(ctx, `SELECT device_id FROM devices WHERE user_id = ? AND device_id <> ?`, userID, keep)
 	if err != nil {
 		return nil, fmt.Errorf("accounts: list devices: %w", err)
 	}
-	defer rows.Close()
-	var ids []string
-	for rows.Next() {
-		var id string
-		if err := rows.Scan(&id); err != nil {
-			return nil, fmt.Errorf("accounts: list devices: %w", err)
-		}
-		ids = append(ids, id)
-	}
-	return ids, rows.Err()
+	return ids, nil
 }
 
 // CheckPassword returns nil if password is the active user userID's, else

@@ -318,10 +318,7 @@ func (a *Accounts) takeToken(ctx context.Context, token string) (bool, error) {
 
 // releaseToken gives back a pending use of token.
 func (a *Accounts) releaseToken(ctx context.Context, token string) error {
-	return a.db.Update(ctx, func(tx *storage.Tx) error {
-		_, err := tx.Exec(ctx, `UPDATE registration_tokens SET pending = pending - 1 WHERE token = ? AND pending > 0`, token)
-		return err
-	})
+	return a.db.Exec(ctx, `UPDATE registration_tokens SET pending = pending - 1 WHERE token = ? AND pending > 0`, token)
 }
 
 // RegistrationTokenInfo describes a registration token.

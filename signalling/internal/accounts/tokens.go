@@ -216,21 +216,8 @@ func (a *Accounts) issueToken(ctx context.Context, tx *storage.Tx, userID, devic
 // else those listed) with their tokens, and returns the IDs that existed.
 func deleteDevicesTx(ctx context.Context, tx *storage.Tx, userID string, ids []string, all bool) ([]string, error) {
 	if all {
-		rows, err := tx.Query(ctx, `SELECT device_id FROM devices WHERE user_id = ? ORDER BY device_id`, userID)
-		if err != nil {
-			return nil, fmt.Errorf("accounts: list devices: %w", err)
-		}
-		ids = ids[:0:0]
-		for rows.Next() {
-			var id string
-			if err := rows.Scan(&id); err != nil {
-				rows.Close()
-				return nil, fmt.Errorf("accounts: list devices: %w", err)
-			}
-			ids = append(ids, id)
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
+		var err error
+		if ids, err = tx.Strings(ctx, `SELECT device_id FROM devices WHERE user_id = ? ORDER BY device_id`, userID); err != nil {
 			return nil, fmt.Errorf("accounts: list devices: %w", err)
 		}
 		if _, err := tx.Exec(ctx, `DELETE FROM access_tokens WHERE user_id = ?`, userID); err != nil {

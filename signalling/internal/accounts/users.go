@@ -130,19 +130,9 @@ func (a *Accounts) UserExists(ctx context.Context, userID string) (bool, error) 
 func (a *Accounts) DeviceIDs(ctx context.Context, userID string) ([]string, error) {
 	var ids []string
 	err := a.db.View(ctx, func(tx *storage.Tx) error {
-		rows, err := tx.Query(ctx, `SELECT device_id FROM devices WHERE user_id = ? ORDER BY device_id`, userID)
-		if err != nil {
-			return err
-		}
-		defer rows.Close()
-		for rows.Next() {
-			var id string
-			if err := rows.Scan(&id); err != nil {
-				return err
-			}
-			ids = append(ids, id)
-		}
-		return rows.Err()
+		var err error
+		ids, err = tx.Strings(ctx, `SELECT device_id FROM devices WHERE user_id = ? ORDER BY device_id`, userID)
+		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("accounts: device IDs: %w", err)

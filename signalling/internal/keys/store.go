@@ -199,21 +199,12 @@ func (k *Keys) UnusedFallbackKeyTypes(ctx context.Context, userID, deviceID stri
 }
 
 func unusedFallbacks(ctx context.Context, tx *storage.Tx, userID, deviceID string) ([]string, error) {
-	out := []string{}
-	rows, err := tx.Query(ctx, `SELECT algorithm FROM e2e_fallback_keys
+	out, err := tx.Strings(ctx, `SELECT algorithm FROM e2e_fallback_keys
 		WHERE user_id = ? AND device_id = ? AND used = FALSE ORDER BY algorithm`, userID, deviceID)
 	if err != nil {
 		return nil, fmt.Errorf("keys: read fallback keys: %w", err)
 	}
-	defer rows.Close()
-	for rows.Next() {
-		var alg string
-		if err := rows.Scan(&alg); err != nil {
-			return nil, fmt.Errorf("keys: read fallback keys: %w", err)
-		}
-		out = append(out, alg)
-	}
-	return out, rows.Err()
+	return out, nil
 }
 
 // DeleteDevice removes everything this package holds for a device (its

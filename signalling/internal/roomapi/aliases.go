@@ -184,10 +184,7 @@ func (a *API) deleteAlias(w http.ResponseWriter, r *http.Request, s *endpoint.Se
 		endpoint.Fail(w, mxerr.Forbidden("You may not delete this alias"))
 		return
 	}
-	err = a.deps.DB.Update(ctx, func(tx *storage.Tx) error {
-		_, err := tx.Exec(ctx, `DELETE FROM room_aliases WHERE alias = ?`, alias.full)
-		return err
-	})
+	err = a.deps.DB.Exec(ctx, `DELETE FROM room_aliases WHERE alias = ?`, alias.full)
 	if err != nil {
 		endpoint.Fail(w, err)
 		return
@@ -224,21 +221,10 @@ func (a *API) roomAliases(w http.ResponseWriter, r *http.Request, s *endpoint.Se
 			return
 		}
 	}
-	out := []string{}
+	var out []string
 	err = a.deps.DB.View(ctx, func(tx *storage.Tx) error {
-		rows, err := tx.Query(ctx, `SELECT alias FROM room_aliases WHERE room_id = ? ORDER BY created_ts, alias`, roomID)
-		if err != nil {
-			return err
-		}
-		defer rows.Close()
-		for rows.Next() {
-			var s string
-			if err := rows.Scan(&s); err != nil {
-				return err
-			}
-			out = append(out, s)
-		}
-		return rows.Err()
+		out, err = tx.Strings(ctx, `SELECT alias FROM room_aliases WHERE room_id = ? ORDER BY created_ts, alias`, roomID)
+		return err
 	})
 	if err != nil {
 		endpoint.Fail(w, err)

@@ -207,19 +207,9 @@ func (a *API) publicRooms(w http.ResponseWriter, r *http.Request, req *publicRoo
 	}
 	var ids []string
 	err := a.deps.DB.View(ctx, func(tx *storage.Tx) error {
-		rows, err := tx.Query(ctx, `SELECT room_id FROM room_directory WHERE visibility = ?`, visPublic)
-		if err != nil {
-			return err
-		}
-		defer rows.Close()
-		for rows.Next() {
-			var id string
-			if err := rows.Scan(&id); err != nil {
-				return err
-			}
-			ids = append(ids, id)
-		}
-		return rows.Err()
+		var err error
+		ids, err = tx.Strings(ctx, `SELECT room_id FROM room_directory WHERE visibility = ?`, visPublic)
+		return err
 	})
 	if err != nil {
 		endpoint.Fail(w, err)

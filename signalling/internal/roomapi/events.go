@@ -188,11 +188,8 @@ func (a *API) redactionApplies(ctx context.Context, roomID string, red, target *
 // (from federation); calling it twice is harmless. Whether the redaction
 // applies is decided when the target is served.
 func (a *API) NoteRedaction(ctx context.Context, roomID, redactionID, targetID string) error {
-	return a.deps.DB.Update(ctx, func(tx *storage.Tx) error {
-		_, err := tx.Exec(ctx, `INSERT INTO redactions (redacts, redaction_id, room_id) VALUES (?, ?, ?)
-			ON CONFLICT (redacts, redaction_id) DO NOTHING`, targetID, redactionID, roomID)
-		return err
-	})
+	return a.deps.DB.Exec(ctx, `INSERT INTO redactions (redacts, redaction_id, room_id) VALUES (?, ?, ?)
+		ON CONFLICT (redacts, redaction_id) DO NOTHING`, targetID, redactionID, roomID)
 }
 
 // placeholders returns "?, ?, ..." with n marks.

@@ -298,10 +298,7 @@ func (a *API) forget(w http.ResponseWriter, r *http.Request, s *endpoint.Session
 		endpoint.Fail(w, mxerr.NotFound("User was never in the room"))
 		return
 	}
-	err = a.deps.DB.Update(ctx, func(tx *storage.Tx) error {
-		_, err := tx.Exec(ctx, `INSERT INTO forgotten_rooms (user_id, room_id) VALUES (?, ?) ON CONFLICT (user_id, room_id) DO NOTHING`, s.UserID, roomID)
-		return err
-	})
+	err = a.deps.DB.Exec(ctx, `INSERT INTO forgotten_rooms (user_id, room_id) VALUES (?, ?) ON CONFLICT (user_id, room_id) DO NOTHING`, s.UserID, roomID)
 	if err != nil {
 		endpoint.Fail(w, err)
 		return
@@ -326,10 +323,7 @@ func (a *API) Forgotten(ctx context.Context, userID, roomID string) (bool, error
 }
 
 func (a *API) unforget(ctx context.Context, userID, roomID string) error {
-	return a.deps.DB.Update(ctx, func(tx *storage.Tx) error {
-		_, err := tx.Exec(ctx, `DELETE FROM forgotten_rooms WHERE user_id = ? AND room_id = ?`, userID, roomID)
-		return err
-	})
+	return a.deps.DB.Exec(ctx, `DELETE FROM forgotten_rooms WHERE user_id = ? AND room_id = ?`, userID, roomID)
 }
 
 // moderate handles kick, ban and unban: from lists the target

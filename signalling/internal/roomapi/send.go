@@ -56,12 +56,9 @@ func (a *API) withTxn(ctx context.Context, s *endpoint.Session, scope, txnID, ro
 	}
 	// The event is stored; if recording the transaction fails, a retry
 	// would send it again, so report the failure but keep the ID.
-	err = a.deps.DB.Update(ctx, func(tx *storage.Tx) error {
-		_, err := tx.Exec(ctx, `INSERT INTO room_txns (user_id, device_id, endpoint, txn_id, room_id, event_id, created_ts)
-			VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (user_id, device_id, endpoint, txn_id) DO NOTHING`,
-			s.UserID, s.DeviceID, scope, txnID, roomID, id, a.deps.Now().UnixMilli())
-		return err
-	})
+	err = a.deps.DB.Exec(ctx, `INSERT INTO room_txns (user_id, device_id, endpoint, txn_id, room_id, event_id, created_ts)
+		VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (user_id, device_id, endpoint, txn_id) DO NOTHING`,
+		s.UserID, s.DeviceID, scope, txnID, roomID, id, a.deps.Now().UnixMilli())
 	if err != nil {
 		a.log.Warn("recording transaction ID failed", "room", roomID, "event", id, "err", err)
 	}
