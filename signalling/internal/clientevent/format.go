@@ -37,18 +37,7 @@ func Format(ev *rooms.Event, o Options) []byte {
 	if o.RedactedBecause != nil {
 		src = ev.Redacted()
 	}
-	obj := src.Object().Only(clientKeys...)
-	// Event IDs of room versions 3 and later are not part of the PDU; the
-	// client form carries them.
-	obj = obj.With("event_id", cjson.Str(string(ev.ID())))
-	if o.OmitRoomID {
-		obj = obj.Without("room_id")
-	}
-	if r := ev.Redacts(); r != "" && !obj.Has("redacts") {
-		// From room version 11 redacts lives in content; clients written
-		// for older versions read it at the top level, so serve both.
-		obj = obj.With("redacts", cjson.Str(string(r)))
-	}
+	obj := clientObject(src, ev, o.OmitRoomID)
 	var unsigned []cjson.Member
 	age := o.Now.UnixMilli() - ev.OriginServerTS()
 	if age < 0 {
@@ -68,6 +57,24 @@ func Format(ev *rooms.Event, o Options) []byte {
 	}
 	obj = obj.With("unsigned", cjson.Obj(unsigned...))
 	return cjson.Marshal(obj)
+}
+
+// clientObject is the client form of ev without unsigned, built from src
+// (ev itself, or its redacted form).
+func clientObject(src, ev *rooms.Event, omitRoomID bool) cjson.Value {
+	obj := src.Object().Only(clientKeys...)
+	// Event IDs of room versions 3 and later are not part of the PDU; the
+	// client form carries them.
+	obj = obj.With("event_id", cjson.Str(string(ev.ID())))
+	if omitRoomID {
+		obj = obj.Without("room_id")
+	}
+	if r := ev.Redacts(); r != "" && !obj.Has("redacts") {
+		// From room version 11 redacts lives in content; clients written
+		// for older versions read it at the top level, so serve both.
+		obj = obj.With("redacts", cjson.Str(string(r)))
+	}
+	return obj
 }
 
 // Stripped returns ev as a stripped state event: type, state_key, sender
@@ -108,14 +115,7 @@ func (p *Prepared) WithPrevContent(c cjson.Value) *Prepared {
 
 // Prepare renders ev for Render, with room_id omitted or kept.
 func Prepare(ev *rooms.Event, omitRoomID bool) *Prepared {
-	obj := ev.Object().Only(clientKeys...).With("event_id", cjson.Str(string(ev.ID())))
-	if omitRoomID {
-		obj = obj.Without("room_id")
-	}
-	if r := ev.Redacts(); r != "" && !obj.Has("redacts") {
-		obj = obj.With("redacts", cjson.Str(string(r)))
-	}
-	b := cjson.Marshal(obj)
+	b := cjson.Marshal(clientObject(ev, ev, omitRoomID))
 	return &Prepared{head: b[:len(b)-1], ts: ev.OriginServerTS()}
 }
 
