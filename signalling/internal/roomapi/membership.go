@@ -316,12 +316,6 @@ func (a *API) isForgotten(ctx context.Context, userID, roomID string) (bool, err
 	return n > 0, err
 }
 
-// Forgotten reports whether userID forgot roomID: /sync leaves such rooms
-// out until the user is joined, invited or knocks again.
-func (a *API) Forgotten(ctx context.Context, userID, roomID string) (bool, error) {
-	return a.isForgotten(ctx, userID, roomID)
-}
-
 func (a *API) unforget(ctx context.Context, userID, roomID string) error {
 	return a.deps.DB.Exec(ctx, `DELETE FROM forgotten_rooms WHERE user_id = ? AND room_id = ?`, userID, roomID)
 }

@@ -46,7 +46,7 @@ func TestMembershipFlow(t *testing.T) {
 			{"join after kick from invite-only", bob, "POST", room(priv, "join"), nil, 403, "M_FORBIDDEN", nil},
 			{"forget while joined", alice, "POST", room(priv, "forget"), nil, 400, "M_UNKNOWN", nil},
 			{"forget after leaving", bob, "POST", room(priv, "forget"), nil, 200, "", func(t *testing.T) {
-				if f, err := e.api.Forgotten(t.Context(), bob, priv); err != nil || !f {
+				if f, err := e.api.isForgotten(t.Context(), bob, priv); err != nil || !f {
 					t.Errorf("Forgotten = %v, %v", f, err)
 				}
 			}},
@@ -101,7 +101,7 @@ func TestMembershipFlow(t *testing.T) {
 		}
 		// Rejoining brings a forgotten room back.
 		e.ok(alice, "POST", room(priv, "invite"), map[string]any{"user_id": bob})
-		if f, _ := e.api.Forgotten(t.Context(), bob, priv); f {
+		if f, _ := e.api.isForgotten(t.Context(), bob, priv); f {
 			t.Fatal("re-invite must clear forgotten")
 		}
 	})

@@ -345,11 +345,6 @@ func (x *Index) view(user string, since, upto int64) view {
 	return v
 }
 
-// membershipAt is the membership in a history just after pos.
-func membershipAt(h []change, pos int64) string {
-	return historyAt(h, pos)
-}
-
 // roomCounts returns a room's joined and invited member counts and up to
 // five other members to name it by (Client-Server API, "Calculating the
 // display name for a room").

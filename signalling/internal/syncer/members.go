@@ -71,8 +71,8 @@ func (m *members) current(room, user string) (change, bool) {
 	return h[len(h)-1], true
 }
 
-// historyAt is the membership a history gives just after pos.
-func historyAt(h []change, pos int64) string {
+// membershipAt is the membership a history gives just after pos.
+func membershipAt(h []change, pos int64) string {
 	i := sort.Search(len(h), func(i int) bool { return h[i].pos > pos })
 	if i == 0 {
 		// Older than everything kept: when the history was trimmed, the
