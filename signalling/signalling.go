@@ -233,9 +233,17 @@ func (s *Signalling) Close() error {
 	return errors.Join(s.cable.Close(), s.rooms.Close(), s.accounts.Close())
 }
 
-// CreateUser makes an account (for `plexus user add` and tests).
-func (s *Signalling) CreateUser(ctx context.Context, localpart, password string, admin bool) (string, error) {
-	return s.accounts.CreateUser(ctx, localpart, password, admin)
+// AddUser creates the local account @localpart:serverName directly in
+// db and returns its user ID (for `plexus user add`; no server needs to
+// run). localpart is lower-cased and must follow the user ID grammar; an
+// existing account is an error (*mxerr.MatrixError M_USER_IN_USE). An
+// empty password makes an account that cannot log in with a password.
+func AddUser(ctx context.Context, db *storage.DB, serverName, localpart, password string, admin bool) (string, error) {
+	a, err := accounts.New(accounts.Config{ServerName: serverName}, accounts.Deps{DB: db})
+	if err != nil {
+		return "", err
+	}
+	return a.CreateUser(ctx, localpart, password, admin)
 }
 
 func (s *Signalling) deviceDeleted(ctx context.Context, userID, deviceID string) {

@@ -11,7 +11,7 @@ import (
 
 	"github.com/plexus-chat/plexus/internal/config"
 	"github.com/plexus-chat/plexus/internal/storage"
-	"github.com/plexus-chat/plexus/signalling/users"
+	"github.com/plexus-chat/plexus/signalling"
 )
 
 // userCommands are the subcommands of `plexus user`.
@@ -100,7 +100,7 @@ func runUserAdd(ctx context.Context, std stdio, args []string) int {
 		return exitFailure
 	}
 	defer db.Close()
-	userID, err := users.Add(ctx, db, cfg.ServerName, names[0], *password, *admin)
+	userID, err := signalling.AddUser(ctx, db, cfg.ServerName, names[0], *password, *admin)
 	if err != nil {
 		fmt.Fprintf(std.stderr, "plexus user add: %v\n", err)
 		return exitFailure
