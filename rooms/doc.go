@@ -16,6 +16,15 @@
 // format, hashes, signatures, redaction), auth (authorisation rules) and
 // stateres (state resolution), all pure functions.
 //
+// Federation's room endpoints have their entry points here too. Join
+// stores a room joined through another server from the send_join answer,
+// and AdmitWithState places an event past a gap on the state a remote
+// server reports; both keep that state's events as outliers, which are
+// stored but not placed in the graph and so never reach the
+// client-visible stream. Template and Complete are the two halves of
+// make_join/make_leave/make_knock, Countersign adds our signature to an
+// invite, and StateBefore and Extremities answer /state_ids and friends.
+//
 // rooms must not import signalling, federation, sfu or pion; a test reads
 // the import graph to keep it so.
 package rooms

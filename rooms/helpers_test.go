@@ -66,6 +66,12 @@ func (c *clock) now() time.Time {
 
 func (n *testNet) server(t testing.TB, name string) *testServer {
 	t.Helper()
+	return n.serverWith(t, name, nil)
+}
+
+// serverWith is server with a Listener (nil: none).
+func (n *testNet) serverWith(t testing.TB, name string, l Listener) *testServer {
+	t.Helper()
 	seed := sha256.Sum256([]byte(name))
 	key := ed25519.NewKeyFromSeed(seed[:])
 	n.keys[ServerName(name)] = key.Public().(ed25519.PublicKey)
@@ -76,7 +82,7 @@ func (n *testNet) server(t testing.TB, name string) *testServer {
 	}
 	c := &clock{t: time.UnixMilli(1_700_000_000_000)}
 	svc, err := New(Config{Signer: Signer{Server: ServerName(name), KeyID: "ed25519:test", Key: key}},
-		Deps{Store: store, Keys: n.finder, Now: c.now})
+		Deps{Store: store, Keys: n.finder, Now: c.now, Listener: l})
 	if err != nil {
 		t.Fatalf("new service: %v", err)
 	}

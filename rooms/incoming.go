@@ -19,6 +19,8 @@ type incoming struct {
 	checked bool   // steps 1-3 done: ev or err is set
 	ev      *Event // parsed, signature-checked, redacted if its hash was bad
 	err     error
+	// redacted: the content hash did not match and ev is the redacted form.
+	redacted bool
 	// prefetched: the worker looked the event up in storage along with the
 	// rest of its transaction; absent from the cache means not stored.
 	prefetched bool
@@ -82,6 +84,7 @@ func (s *Service) check(v *pdu.Version, x *incoming) {
 	if !ev.CheckContentHash() {
 		s.log.Info("content hash mismatch; redacting", "event", ev.ID())
 		ev = ev.Redacted()
+		x.redacted = true
 	}
 	x.ev = ev
 }

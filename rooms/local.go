@@ -138,6 +138,7 @@ func (w *worker) create(ctx context.Context, tx *txn, req *createRequest) *resul
 	}
 	st.extrem = map[EventID]stateMap{ev.ID(): st.current}
 	k := &known{ev: ev}
+	noteReplaces(k, stateMap{})
 	st.events[ev.ID()] = k
 	w.st = st
 	w.s.versions.Store(w.roomID, req.version)
@@ -172,45 +173,9 @@ func (s *Service) Append(ctx context.Context, roomID RoomID, le LocalEvent) (*St
 func (w *worker) appendLocal(ctx context.Context, tx *txn, le *LocalEvent) *result {
 	st := w.st
 	v := st.version
-	content := le.Content
-	if content.Kind() == cjson.Null {
-		content = cjson.Obj()
-	}
-	prevs := w.sortedExtremities()
-	if len(prevs) > pdu.MaxPrevEvents {
-		prevs = prevs[:pdu.MaxPrevEvents]
-	}
-	var depth int64
-	for _, p := range prevs {
-		if d := w.depthOf(p); d > depth {
-			depth = d
-		}
-	}
-	depth++
-	if depth > cjson.MaxSafeInt {
-		depth = cjson.MaxSafeInt
-	}
-	var authIDs []EventID
-	for _, t := range auth.SelectAuthTuples(v, le.Type, le.StateKey, le.Sender, content) {
-		if t.Type == pdu.TypeCreate && v.RoomIDIsCreateHash {
-			continue
-		}
-		if id, ok := st.current[t]; ok {
-			authIDs = append(authIDs, id)
-		}
-	}
-	p := &pdu.Proto{
-		Type:           le.Type,
-		StateKey:       le.StateKey,
-		Sender:         le.Sender,
-		RoomID:         w.roomID,
-		Content:        content,
-		PrevEvents:     prevs,
-		AuthEvents:     authIDs,
-		Depth:          depth,
-		OriginServerTS: w.s.deps.Now().UnixMilli(),
-		Redacts:        le.Redacts,
-	}
+	p := w.newProto(le)
+	prevs := p.PrevEvents
+	content := p.Content
 	// The signature is added when the batch is sealed, all events of the
 	// batch in parallel: the event ID does not depend on it, so the next
 	// event can follow this one at once. The one rule that reads the
@@ -246,6 +211,7 @@ func (w *worker) appendLocal(ctx context.Context, tx *txn, le *LocalEvent) *resu
 		after = copyState(st.current)
 	}
 	spec := stateSpec(base, baseState, st.current, ev, true)
+	noteReplaces(k, st.current)
 	if ev.IsState() {
 		after[ev.Tuple()] = ev.ID()
 		tx.setCurrent(stateMap{ev.Tuple(): ev.ID()})
@@ -289,4 +255,51 @@ func (s *Service) Begin(ctx context.Context, data []byte) (*Stored, error) {
 		return nil, &pdu.FormatError{Field: "hashes", Reason: "content hash mismatch on m.room.create"}
 	}
 	return s.storeCreate(ctx, v, ev)
+}
+
+// newProto builds an event on the room's forward extremities, with its
+// auth events picked from the current state (server-server API, "Auth
+// events selection").
+func (w *worker) newProto(le *LocalEvent) *pdu.Proto {
+	st := w.st
+	v := st.version
+	content := le.Content
+	if content.Kind() == cjson.Null {
+		content = cjson.Obj()
+	}
+	prevs := w.sortedExtremities()
+	if len(prevs) > pdu.MaxPrevEvents {
+		prevs = prevs[:pdu.MaxPrevEvents]
+	}
+	var depth int64
+	for _, p := range prevs {
+		if d := w.depthOf(p); d > depth {
+			depth = d
+		}
+	}
+	depth++
+	if depth > cjson.MaxSafeInt {
+		depth = cjson.MaxSafeInt
+	}
+	var authIDs []EventID
+	for _, t := range auth.SelectAuthTuples(v, le.Type, le.StateKey, le.Sender, content) {
+		if t.Type == pdu.TypeCreate && v.RoomIDIsCreateHash {
+			continue
+		}
+		if id, ok := st.current[t]; ok {
+			authIDs = append(authIDs, id)
+		}
+	}
+	return &pdu.Proto{
+		Type:           le.Type,
+		StateKey:       le.StateKey,
+		Sender:         le.Sender,
+		RoomID:         w.roomID,
+		Content:        content,
+		PrevEvents:     prevs,
+		AuthEvents:     authIDs,
+		Depth:          depth,
+		OriginServerTS: w.s.deps.Now().UnixMilli(),
+		Redacts:        le.Redacts,
+	}
 }

@@ -190,8 +190,17 @@ func (w *worker) place(ctx context.Context, tx *txn, k *known) *result {
 	if k.outlier {
 		return res
 	}
-	// Place waiting children, breadth first; each may free others.
-	queue := []EventID{k.ev.ID()}
+	if r := w.placeWaiting(ctx, tx, k.ev.ID()); r != nil {
+		return r
+	}
+	return res
+}
+
+// placeWaiting places the outliers that were held for id, now placed, and
+// those they free in turn, breadth first. It returns a result only on a
+// fatal error.
+func (w *worker) placeWaiting(ctx context.Context, tx *txn, id EventID) *result {
+	queue := []EventID{id}
 	for len(queue) > 0 {
 		id := queue[0]
 		queue = queue[1:]
@@ -220,7 +229,7 @@ func (w *worker) place(ctx context.Context, tx *txn, k *known) *result {
 			}
 		}
 	}
-	return res
+	return nil
 }
 
 // prevsHaveState reports whether the state after every prev event is known.
@@ -309,6 +318,7 @@ func (w *worker) placeOne(ctx context.Context, tx *txn, k *known) *result {
 	}
 	// The spec is taken before advance, which may update before in place.
 	spec := stateSpec(ev.PrevEvents()[0], baseState, before, ev, true)
+	noteReplaces(k, before)
 	if err := w.advance(ctx, tx, k, before); err != nil {
 		return &result{err: err}
 	}

@@ -20,6 +20,20 @@ type known struct {
 	rejected   string
 	softFailed bool
 	outlier    bool
+	// replaces, set when an accepted state event is placed, is the event
+	// its (type, state_key) held in the state before it ("" for none); it
+	// is stored so the state before the event can be read back.
+	replaces *EventID
+}
+
+// noteReplaces records what k's state entry held in before; call it
+// before before is updated with k.
+func noteReplaces(k *known, before stateMap) {
+	if !k.ev.IsState() || k.rejected != "" {
+		return
+	}
+	r := before[k.ev.Tuple()]
+	k.replaces = &r
 }
 
 // roomState is a room as its worker holds it in memory.

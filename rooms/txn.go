@@ -52,6 +52,10 @@ func (t *txn) add(k *known, state *storage.StateSpec) *Stored {
 		SoftFailed:     k.softFailed,
 		Outlier:        k.outlier,
 	}
+	if k.replaces != nil && state != nil {
+		r := string(*k.replaces)
+		rec.ReplacesState = &r
+	}
 	s := &Stored{Event: ev}
 	if i, ok := t.ids[ev.ID()]; ok {
 		// Added as an outlier earlier in this batch and placed since: its

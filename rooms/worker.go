@@ -19,6 +19,8 @@ const (
 	reqCreate requestKind = iota + 1
 	reqLocal
 	reqRemote
+	reqGiven
+	reqTemplate
 )
 
 type request struct {
@@ -26,6 +28,7 @@ type request struct {
 	local  *LocalEvent
 	create *createRequest
 	remote []*incoming
+	given  *givenRequest
 	reply  chan *result
 }
 
@@ -33,6 +36,8 @@ type result struct {
 	stored   *Stored
 	admitted *Admitted
 	many     []AdmitResult
+	proto    []byte // Template's answer, and the room version
+	version  string
 	err      error
 }
 
@@ -288,6 +293,13 @@ func (w *worker) handle(ctx context.Context, tx *txn, req *request) (res *result
 			many[i] = AdmitResult{Admitted: r.admitted, Err: r.err}
 		}
 		return &result{many: many}
+	case reqGiven:
+		return w.given(ctx, tx, req.given)
+	case reqTemplate:
+		if err := w.load(ctx); err != nil {
+			return &result{err: err}
+		}
+		return w.template(req.local)
 	}
 	return &result{err: fmt.Errorf("rooms: unknown request kind %d", req.kind)}
 }

@@ -275,7 +275,8 @@ func (w *commitTx) events(ctx context.Context) error {
 			stateKey = *r.StateKey
 		}
 		eventArgs = append(eventArgs, r.StreamPos, r.EventID, r.RoomID, r.Type, stateKey, r.Depth, r.OriginServerTS,
-			r.JSON, encodeIDs(r.PrevEvents), encodeIDs(r.AuthEvents), r.Rejected, r.SoftFailed, r.Outlier, r.StateGroup)
+			r.JSON, encodeIDs(r.PrevEvents), encodeIDs(r.AuthEvents), r.Rejected, r.SoftFailed, r.Outlier, r.StateGroup,
+			nullable(r.ReplacesState))
 		for _, a := range r.AuthEvents {
 			authArgs = append(authArgs, r.EventID, a)
 		}
@@ -295,8 +296,8 @@ func (w *commitTx) events(ctx context.Context) error {
 var (
 	insertEvents = &bulkInsert{
 		head: `INSERT INTO events (stream_pos, event_id, room_id, type, state_key, depth, origin_server_ts,
-			json, prev_events, auth_events, rejected, soft_failed, outlier, state_group) VALUES `,
-		cols: 14,
+			json, prev_events, auth_events, rejected, soft_failed, outlier, state_group, replaces_state) VALUES `,
+		cols: 15,
 	}
 	// DO NOTHING: a PDU may list the same auth event twice.
 	insertAuthEdges = &bulkInsert{
@@ -321,15 +322,23 @@ var (
 	}
 )
 
+// nullable maps a nil string to SQL NULL.
+func nullable(s *string) any {
+	if s == nil {
+		return nil
+	}
+	return *s
+}
+
 // deoutlierRow turns a stored outlier into a full event. Its edges were
 // written when it was stored as an outlier.
 func (w *commitTx) deoutlierRow(ctx context.Context, r *EventRecord) error {
-	s, err := w.stmt(ctx, `UPDATE events SET outlier = ?, stream_pos = ?, state_group = ?, rejected = ?, soft_failed = ?
-		WHERE event_id = ?`)
+	s, err := w.stmt(ctx, `UPDATE events SET outlier = ?, stream_pos = ?, state_group = ?, rejected = ?, soft_failed = ?,
+		replaces_state = ? WHERE event_id = ?`)
 	if err != nil {
 		return err
 	}
-	if _, err := s.ExecContext(ctx, false, r.StreamPos, r.StateGroup, r.Rejected, r.SoftFailed, r.EventID); err != nil {
+	if _, err := s.ExecContext(ctx, false, r.StreamPos, r.StateGroup, r.Rejected, r.SoftFailed, nullable(r.ReplacesState), r.EventID); err != nil {
 		return fmt.Errorf("de-outlier %s: %w", r.EventID, err)
 	}
 	return nil
@@ -339,7 +348,8 @@ func (w *commitTx) deoutlierRow(ctx context.Context, r *EventRecord) error {
 // missing prevs that are stored now: the batch's own events, and any new
 // "missing" prev that was in fact already stored. Only those IDs can have
 // changed, so the delete touches the batch, not the room; and a room known
-// to have no missing prevs skips it.
+// to have no missing prevs skips it. It also deletes the rows of
+// b.FilledGaps.
 func (w *commitTx) missingPrevs(ctx context.Context) error {
 	if len(w.b.MissingPrevs) == 0 && !w.meta.hasMissing {
 		return nil
@@ -377,6 +387,19 @@ func (w *commitTx) missingPrevs(ctx context.Context) error {
 		}
 		if _, err := s.ExecContext(ctx, append([]any{w.b.RoomID}, ids...)...); err != nil {
 			return fmt.Errorf("clear missing prevs: %w", err)
+		}
+		off += take
+	}
+	const qFilled = `DELETE FROM missing_prevs WHERE room_id = ? AND referenced_by IN (%s)`
+	filled := dedupe(w.b.FilledGaps)
+	for off := 0; off < len(filled); {
+		ids, take := inArgs(filled, off)
+		s, err := w.db.wstmts.in(ctx, w.tx, qFilled, len(ids))
+		if err != nil {
+			return err
+		}
+		if _, err := s.ExecContext(ctx, append([]any{w.b.RoomID}, ids...)...); err != nil {
+			return fmt.Errorf("clear filled gaps: %w", err)
 		}
 		off += take
 	}

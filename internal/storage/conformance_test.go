@@ -131,6 +131,8 @@ func testRoundTrip(t *testing.T, h *harness) {
 	createRoom(h, room)
 	c := "$create" + room
 	empty := stateRec(room, "$empty-key", "m.room.name", "", 2, ids(c), ids(c))
+	none := ""
+	empty.ReplacesState = &none // "" (nothing replaced) stays distinct from nil
 	msg := rec(room, "$msg", "m.room.message", 3, ids("$empty-key", "$gone"), ids(c, c))
 	msg.JSON = []byte{0, 1, 2, 0xff, '"'}
 	msg.SoftFailed = true
@@ -138,6 +140,8 @@ func testRoundTrip(t *testing.T, h *harness) {
 	rejected.Rejected = "auth: not allowed"
 	outlier := stateRec(room, "$outlier", "m.room.member", "@a:test", 1, nil, ids(c))
 	outlier.Outlier = true
+	replaced := "$older"
+	rejected.ReplacesState = &replaced
 	// A rejected event may carry the state before it as its state after,
 	// so that its children can be placed.
 	placed := rec(room, "$rejected-placed", "m.room.message", 5, ids("$rejected"), ids(c))
@@ -470,6 +474,8 @@ func testDeoutlier(t *testing.T, h *harness) {
 	full := out
 	full.Outlier = false
 	full.SoftFailed = true
+	none := ""
+	full.ReplacesState = &none
 	key := StateKey{"m.room.member", "@a:test"}
 	b := &Batch{RoomID: room, Events: []PersistEvent{{
 		Record: full, State: &StateSpec{BaseEvent: c, Delta: StateMap{key: "$join"}},
@@ -480,7 +486,7 @@ func testDeoutlier(t *testing.T, h *harness) {
 		t.Fatal(err)
 	}
 	r := got["$join"]
-	if r.Outlier || !r.SoftFailed || r.StateGroup == 0 || r.StreamPos <= oldPos || r.StreamPos != b.Events[0].Record.StreamPos {
+	if r.Outlier || !r.SoftFailed || r.StateGroup == 0 || r.ReplacesState == nil || *r.ReplacesState != "" || r.StreamPos <= oldPos || r.StreamPos != b.Events[0].Record.StreamPos {
 		t.Errorf("de-outliered record = %+v (old position %d)", r, oldPos)
 	}
 	st, err := h.db.StateAfter(h.ctx, "$join")
@@ -517,6 +523,20 @@ func testMissingPrevs(t *testing.T, h *harness) {
 	want := []MissingPrev{{room, "$gap1", "$late"}, {room, "$gap2", "$late"}}
 	if got, err := h.db.MissingPrevs(h.ctx, room); err != nil || !slices.Equal(got, want) {
 		t.Fatalf("MissingPrevs = %v, %v; want %v", got, err, want)
+	}
+	// A filled gap drops the rows of the event placed with reported state,
+	// and only those.
+	h.commit(&Batch{
+		RoomID:       room,
+		Events:       []PersistEvent{{Record: rec(room, "$held", "m.room.message", 6, ids("$gap3"), ids(c)), State: &StateSpec{BaseEvent: c}}},
+		MissingPrevs: []MissingPrev{{EventID: "$gap3", ReferencedBy: "$held"}},
+	})
+	if got, _ := h.db.MissingPrevs(h.ctx, room); len(got) != 3 {
+		t.Fatalf("MissingPrevs = %v, want 3 rows", got)
+	}
+	h.commit(&Batch{RoomID: room, FilledGaps: []string{"$held"}})
+	if got, _ := h.db.MissingPrevs(h.ctx, room); !slices.Equal(got, want) {
+		t.Fatalf("after filling $held: MissingPrevs = %v, want %v", got, want)
 	}
 	// $gap1 arrives (as an outlier: stored counts).
 	gap := rec(room, "$gap1", "m.room.message", 4, ids(c), ids(c))

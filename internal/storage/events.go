@@ -11,20 +11,24 @@ import (
 
 // eventCols is the column list every event read selects, in scanEvent order.
 const eventCols = `event_id, room_id, type, state_key, depth, origin_server_ts, json,
-	prev_events, auth_events, rejected, soft_failed, outlier, stream_pos, state_group`
+	prev_events, auth_events, rejected, soft_failed, outlier, stream_pos, state_group, replaces_state`
 
 func scanEvent(rows *sql.Rows) (*EventRecord, error) {
 	var (
 		e          EventRecord
 		stateKey   sql.NullString
+		replaces   sql.NullString
 		prev, auth string
 	)
 	if err := rows.Scan(&e.EventID, &e.RoomID, &e.Type, &stateKey, &e.Depth, &e.OriginServerTS, &e.JSON,
-		&prev, &auth, &e.Rejected, &e.SoftFailed, &e.Outlier, &e.StreamPos, &e.StateGroup); err != nil {
+		&prev, &auth, &e.Rejected, &e.SoftFailed, &e.Outlier, &e.StreamPos, &e.StateGroup, &replaces); err != nil {
 		return nil, fmt.Errorf("storage: scan event: %w", err)
 	}
 	if stateKey.Valid {
 		e.StateKey = &stateKey.String
+	}
+	if replaces.Valid {
+		e.ReplacesState = &replaces.String
 	}
 	var err error
 	if e.PrevEvents, err = decodeIDs(prev); err != nil {

@@ -36,6 +36,11 @@ type EventRecord struct {
 	// StateGroup holds the state after this event: 0 for outliers, and for
 	// rejected events stored without a StateSpec.
 	StateGroup int64
+	// ReplacesState, for a placed and accepted state event, is the event
+	// that held its (type, state_key) in the state before it ("" if none),
+	// so the state before the event is its state after with that entry
+	// put back. nil for other events, and for rows stored without it.
+	ReplacesState *string
 }
 
 // RoomInfo is a room's row plus its forward extremities and current state.
@@ -80,4 +85,8 @@ type Batch struct {
 	CurrentDelta  StateMap       // applied to the room's current state; value "" deletes the key
 	MaxDepth      int64          // if greater than the stored value, replaces it
 	MissingPrevs  []MissingPrev  // prev events we do not have
+	// FilledGaps are events placed with a state obtained elsewhere (the
+	// state a remote server reported before them): the missing_prevs rows
+	// they are the ReferencedBy of are deleted, as no longer needed.
+	FilledGaps []string
 }

@@ -67,6 +67,13 @@ func VerifySignatures(e *Event, keys KeyFinder) error {
 	return nil
 }
 
+// VerifyServerSignature checks one server's signature on e as
+// VerifySignatures checks each required server's: for countersigning, where
+// the server about to sign is itself one of the required signers.
+func VerifyServerSignature(e *Event, server ServerName, keys KeyFinder) error {
+	return verifyOne(e, Redact(e.v, e.obj), server, keys)
+}
+
 func verifyOne(e *Event, redacted cjson.Value, server ServerName, keys KeyFinder) error {
 	ids := signing.KeyIDs(redacted, string(server))
 	if len(ids) == 0 {
