@@ -35,6 +35,7 @@ const (
 	CodeUnknown               = "M_UNKNOWN"
 	CodeUnknownDevice         = "M_UNKNOWN_DEVICE"
 	CodeUnknownToken          = "M_UNKNOWN_TOKEN"
+	CodeUnauthorized          = "M_UNAUTHORIZED"
 	CodeUnrecognized          = "M_UNRECOGNIZED"
 	CodeUserLimitExceeded     = "M_USER_LIMIT_EXCEEDED"
 	CodeUserLocked            = "M_USER_LOCKED"

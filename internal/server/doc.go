@@ -23,8 +23,7 @@
 // Patterns given to Handle must name the method ("GET /_matrix/..."), so that
 // the mux can tell a wrong method (405) from an unknown path (404).
 //
-// The package also serves, for now, the two endpoints that need nothing but
-// configuration and the signing key: GET /_matrix/client/versions and GET
-// /_matrix/key/v2/server. They move to signalling and federation when those
-// packages exist.
+// The package also serves GET /_matrix/client/versions, which needs nothing
+// but configuration. With Config.TLS the main listener serves HTTPS (the
+// federation listener is a second Server).
 package server

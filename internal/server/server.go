@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -31,6 +32,9 @@ type Config struct {
 	// ShutdownTimeout bounds how long Close waits for in-flight requests
 	// before cutting them off. Zero means DefaultShutdownTimeout.
 	ShutdownTimeout time.Duration
+	// TLS, if set, makes the main listener serve HTTPS with it (the
+	// federation listener).
+	TLS *tls.Config
 }
 
 // Deps are the Server's dependencies.
@@ -145,6 +149,9 @@ func (s *Server) Start(ctx context.Context) error {
 	if err != nil {
 		s.setState(stateNew)
 		return fmt.Errorf("server: listening on %s: %w", s.cfg.Listen, err)
+	}
+	if s.cfg.TLS != nil {
+		main = tls.NewListener(main, s.cfg.TLS)
 	}
 	var ml net.Listener
 	if s.gather != nil && s.cfg.MetricsListen != "" {
