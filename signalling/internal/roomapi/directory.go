@@ -178,30 +178,37 @@ func (a *API) publicRoomsPost(w http.ResponseWriter, r *http.Request, _ *endpoin
 	a.publicRooms(w, r, &req)
 }
 
-// publicRooms lists the directory: largest rooms first, then by room
-// ID, paginated by offset ("o<n>" tokens).
+// publicRooms answers a directory request.
 func (a *API) publicRooms(w http.ResponseWriter, r *http.Request, req *publicRoomsRequest) {
-	ctx := r.Context()
 	if req.server != "" && req.server != a.cfg.ServerName {
 		// FEDERATION: another server's directory is fetched over
 		// federation (server-server API, "Public Room Directory").
 		endpoint.Fail(w, mxerr.NotFound("Fetching another server's room directory is not supported yet"))
 		return
 	}
+	resp, err := a.publicRoomsPage(r.Context(), req)
+	if err != nil {
+		endpoint.Fail(w, err)
+		return
+	}
+	endpoint.Write(w, resp)
+}
+
+// publicRoomsPage lists our directory: largest rooms first, then by room
+// ID, paginated by offset ("o<n>" tokens).
+func (a *API) publicRoomsPage(ctx context.Context, req *publicRoomsRequest) (map[string]any, error) {
 	offset := 0
 	if req.Since != "" {
 		n, err := strconv.Atoi(strings.TrimPrefix(req.Since, "o"))
 		if err != nil || n < 0 || !strings.HasPrefix(req.Since, "o") {
-			endpoint.Fail(w, mxerr.InvalidParam("Invalid since token"))
-			return
+			return nil, mxerr.InvalidParam("Invalid since token")
 		}
 		offset = n
 	}
 	limit := 0 // none
 	if req.Limit != nil {
 		if *req.Limit < 0 {
-			endpoint.Fail(w, mxerr.InvalidParam("limit must not be negative"))
-			return
+			return nil, mxerr.InvalidParam("limit must not be negative")
 		}
 		limit = *req.Limit
 	}
@@ -212,16 +219,14 @@ func (a *API) publicRooms(w http.ResponseWriter, r *http.Request, req *publicRoo
 		return err
 	})
 	if err != nil {
-		endpoint.Fail(w, err)
-		return
+		return nil, err
 	}
 	term := strings.ToLower(req.Filter.GenericSearchTerm)
 	all := make([]publicRoom, 0, len(ids))
 	for _, id := range ids {
 		pr, err := a.describeRoom(ctx, id)
 		if err != nil {
-			endpoint.Fail(w, err)
-			return
+			return nil, err
 		}
 		if term != "" && !strings.Contains(strings.ToLower(pr.Name+"\x00"+pr.Topic+"\x00"+pr.CanonicalAlias+"\x00"+pr.RoomID), term) {
 			continue
@@ -251,7 +256,7 @@ func (a *API) publicRooms(w http.ResponseWriter, r *http.Request, req *publicRoo
 		resp["prev_batch"] = "o" + strconv.Itoa(prev)
 	}
 	resp["chunk"] = page
-	endpoint.Write(w, resp)
+	return resp, nil
 }
 
 // describeRoom reads a directory entry from the room's current state.
