@@ -282,6 +282,9 @@ func (w *worker) given(ctx context.Context, tx *txn, g *givenRequest) *result {
 	var stored *Stored
 	if g.join {
 		stored = w.placeJoin(tx, k, before)
+		if err := w.noteBackward(ctx, tx, ev); err != nil {
+			return &result{err: err}
+		}
 	} else if res := w.placeWithState(ctx, tx, k, before); res.err != nil {
 		return res
 	} else {

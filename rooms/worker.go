@@ -21,6 +21,7 @@ const (
 	reqRemote
 	reqGiven
 	reqTemplate
+	reqBackfill
 )
 
 type request struct {
@@ -29,7 +30,9 @@ type request struct {
 	create *createRequest
 	remote []*incoming
 	given  *givenRequest
-	reply  chan *result
+	// backfill is a Backfill (backfill.go).
+	backfill *backfillRequest
+	reply    chan *result
 }
 
 type result struct {
@@ -38,7 +41,9 @@ type result struct {
 	many     []AdmitResult
 	proto    []byte // Template's answer, and the room version
 	version  string
-	err      error
+	// backfilled is Backfill's answer.
+	backfilled []*Stored
+	err        error
 }
 
 // worker is the serial owner of one room: every read-modify-write of the
@@ -295,6 +300,8 @@ func (w *worker) handle(ctx context.Context, tx *txn, req *request) (res *result
 		return &result{many: many}
 	case reqGiven:
 		return w.given(ctx, tx, req.given)
+	case reqBackfill:
+		return w.backfill(ctx, tx, req.backfill)
 	case reqTemplate:
 		if err := w.load(ctx); err != nil {
 			return &result{err: err}

@@ -74,6 +74,9 @@ func validateBatch(b *Batch) error {
 	if b.RoomID == "" {
 		return errors.New("storage: commit: batch has no room ID")
 	}
+	if b.Backfill && (b.Extremities != nil || len(b.CurrentDelta) > 0 || b.CreateVersion != "") {
+		return fmt.Errorf("storage: commit %s: a backfill batch changes the room's extremities or state", b.RoomID)
+	}
 	seen := make(map[string]struct{}, len(b.Events))
 	for i := range b.Events {
 		ev := &b.Events[i]
@@ -166,6 +169,7 @@ func (w *commitTx) steps(ctx context.Context) error {
 		w.states,
 		w.events,
 		w.missingPrevs,
+		w.backward,
 		w.extremities,
 		w.currentState,
 		w.maxDepth,
@@ -260,10 +264,22 @@ func (w *commitTx) precheck(ctx context.Context) error {
 // outliers, assigning stream positions in batch order.
 func (w *commitTx) events(ctx context.Context) error {
 	var eventArgs, authArgs []any
+	var nextBack int64
+	if w.b.Backfill {
+		// Below everything stored, ascending in batch order. A failed
+		// batch's numbers are not handed out again, like lastPos's.
+		nextBack = w.db.firstPos - int64(len(w.b.Events))
+		w.db.firstPos = nextBack
+	}
 	for i := range w.b.Events {
 		r := &w.b.Events[i].Record
-		w.db.lastPos++
-		r.StreamPos = w.db.lastPos
+		if w.b.Backfill {
+			r.StreamPos = nextBack
+			nextBack++
+		} else {
+			w.db.lastPos++
+			r.StreamPos = w.db.lastPos
+		}
 		if w.deoutlier[i] {
 			if err := w.deoutlierRow(ctx, r); err != nil {
 				return err

@@ -37,6 +37,16 @@
 // cannot be pinned on it alone is the group written again batch by batch,
 // each in a savepoint, so that a bad batch never takes the others with it.
 //
+// # History
+//
+// A room joined over federation starts here at the join. History fetched
+// later with /backfill is committed as a Backfill batch: its events take
+// negative stream positions, below everything stored and descending with
+// each batch, so stream order still runs oldest to newest for /messages
+// while the readers that tail the stream upwards (/sync, the federation
+// sender) never meet them. backward_extremities records where each room's
+// stored history ends.
+//
 // # State
 //
 // The state after each accepted event is a state group (a rejected event

@@ -40,6 +40,9 @@ type DB struct {
 	closed    bool
 	lastPos   int64
 	lastGroup int64
+	// firstPos is the lowest stream position handed out to backfilled
+	// history (0 before any); it only shrinks. Also guarded by writeSem.
+	firstPos int64
 	// lastAux is the last aux stream position handed out (see Tx.NextPos).
 	lastAux int64
 	// rooms and recent are Commit's caches of committed data, also
@@ -123,10 +126,12 @@ func (db *DB) open(ctx context.Context, t target) error {
 
 	row := db.write.QueryRowContext(ctx, `SELECT
 		(SELECT COALESCE(MAX(stream_pos), 0) FROM events),
-		(SELECT COALESCE(MAX(id), 0) FROM state_groups)`)
-	if err := row.Scan(&db.lastPos, &db.lastGroup); err != nil {
+		(SELECT COALESCE(MAX(id), 0) FROM state_groups),
+		(SELECT COALESCE(MIN(stream_pos), 0) FROM events)`)
+	if err := row.Scan(&db.lastPos, &db.lastGroup, &db.firstPos); err != nil {
 		return fmt.Errorf("storage: read counters: %w", err)
 	}
+	db.firstPos = min(db.firstPos, 0)
 	db.maxPos.Store(db.lastPos)
 	if err := db.write.QueryRowContext(ctx, `SELECT pos FROM aux_stream`).Scan(&db.lastAux); err != nil {
 		return fmt.Errorf("storage: read aux stream: %w", err)

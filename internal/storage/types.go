@@ -89,4 +89,20 @@ type Batch struct {
 	// state a remote server reported before them): the missing_prevs rows
 	// they are the ReferencedBy of are deleted, as no longer needed.
 	FilledGaps []string
+
+	// Backfill marks a batch of history older than anything stored,
+	// fetched with /backfill (server-server API, "Backfilling and
+	// retrieving missing events"). Its events take stream positions below
+	// every stored one, ascending in batch order, so the stream still runs
+	// oldest to newest while the readers that tail it upwards from a
+	// positive position (/sync, the federation sender) never see them. It
+	// must not change the extremities or the current state.
+	Backfill bool
+	// BackwardExtremities are added to the room's backward extremities:
+	// prev events of the batch's placed events that are not placed here,
+	// where backfilling goes on from. The rows of events the batch places,
+	// and those named in DropBackward (history that cannot be fetched or
+	// checked), are deleted.
+	BackwardExtremities []string
+	DropBackward        []string
 }

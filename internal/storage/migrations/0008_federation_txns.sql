@@ -10,3 +10,11 @@ CREATE TABLE fed_received_txns (
     PRIMARY KEY (origin, txn_id)
 );
 CREATE INDEX fed_received_txns_ts ON fed_received_txns (received_ts);
+
+-- fed_cursor records how far through the event stream federation has
+-- queued this server's events for other servers, so that events stored
+-- just before a crash are queued after the restart.
+CREATE TABLE fed_cursor (
+    name {{ID}} PRIMARY KEY,
+    pos  BIGINT NOT NULL
+);
