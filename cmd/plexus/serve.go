@@ -72,11 +72,6 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger) (err error)
 		return err
 	}
 	server.RegisterVersions(srv)
-	keyEndpoint, err := server.NewKeys(server.KeysConfig{ServerName: cfg.ServerName}, server.KeysDeps{Key: keys})
-	if err != nil {
-		return err
-	}
-	keyEndpoint.Register(srv)
 
 	cs := &components{log: log}
 	defer func() {
@@ -107,11 +102,22 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger) (err error)
 		return err
 	}
 	cs.adopt("feed", feed)
+	fed, fedSrv, err := newFederation(cfg, log, keys, db)
+	if err != nil {
+		return err
+	}
+	roomDeps := rooms.Deps{Store: db, Listener: feed}
+	if fed != nil {
+		cs.adopt("federation", fed)
+		roomDeps.Keys = fed.KeyFinder()
+		roomDeps.Listener = listeners{feed, fed}
+	}
 	roomSvc, err := rooms.New(rooms.Config{
 		Signer: rooms.Signer{Server: rooms.ServerName(cfg.ServerName), KeyID: keys.KeyID(), Key: keys.PrivateKey()},
 	}, rooms.Deps{
-		Store:    db,
-		Listener: feed,
+		Store:    roomDeps.Store,
+		Keys:     roomDeps.Keys,
+		Listener: roomDeps.Listener,
 		Logger:   log.With("component", "rooms"),
 		Metrics:  roomMetrics,
 	})
@@ -134,6 +140,10 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger) (err error)
 	} else {
 		log.Warn("rate limits are off: any client may send and register as fast as it likes")
 	}
+	var clientFed signalling.Federation
+	if fed != nil {
+		clientFed = fed // a nil *Federation must not become a non-nil interface
+	}
 	client, err := signalling.New(signalling.Config{
 		ServerName:               cfg.ServerName,
 		PublicBaseURL:            cfg.PublicBaseURL,
@@ -147,8 +157,9 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger) (err error)
 		CookieKey:                cookieKey,
 	}, signalling.Deps{
 		DB: db, Rooms: roomSvc, Feed: feed,
-		Logger:  log.With("component", "client"),
-		Metrics: roomMetrics,
+		Logger:     log.With("component", "client"),
+		Metrics:    roomMetrics,
+		Federation: clientFed,
 	})
 	if err != nil {
 		return err
@@ -159,6 +170,25 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger) (err error)
 	}
 	client.Register(srv)
 	log.Info("client API ready", "registration", cfg.EffectiveRegistration())
+
+	if fed != nil {
+		fed.SetRooms(roomSvc)
+		fed.SetLocal(client.FederationLocal(), client)
+		fed.SetInvites(client)
+		// Published on the client listener too, as Synapse does, for
+		// tools that look for keys there.
+		fed.RegisterKeys(srv)
+		if err := fed.Register(fedSrv); err != nil {
+			return err
+		}
+		if err := fed.Start(ctx); err != nil {
+			return err
+		}
+		if err := cs.start(ctx, "federation-http", fedSrv); err != nil {
+			return err
+		}
+		log.Info("federation listening", "addr", fedSrv.Addr().String(), "server_name", cfg.ServerName)
+	}
 
 	if err := cs.start(ctx, "http", srv); err != nil {
 		if ctx.Err() != nil {

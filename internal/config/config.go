@@ -53,6 +53,25 @@ type Config struct {
 	// LogFormat is LogFormatText or LogFormatJSON.
 	LogFormat string
 
+	// Federation
+	//
+	// FederationListen is the host:port of the HTTPS federation listener;
+	// "" disables federation.
+	FederationListen string
+	// TLSCert and TLSKey are the federation listener's PEM files; both ""
+	// uses a self-signed certificate generated in DataDir.
+	TLSCert, TLSKey string
+	// FederationCA is a PEM file of extra CAs trusted for outbound
+	// federation requests.
+	FederationCA string
+	// FederationInsecure skips outbound certificate checks.
+	FederationInsecure bool
+	// FederationResolve maps server names to host:port, bypassing
+	// discovery.
+	FederationResolve []ResolveEntry
+	// TrustedKeyServers are the notaries asked for server keys.
+	TrustedKeyServers []string
+
 	// TURN relay
 	//
 	// TURNListen is the host:port of the relay's UDP and TCP listeners and

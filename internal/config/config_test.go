@@ -34,12 +34,13 @@ func defaults() Config {
 		RateLimits:     true,
 		LogFormat:      LogFormatText,
 		// TURN relay
-		TURNListen:      "127.0.0.1:3478",
-		TURNRelayPorts:  PortRange{49152, 65535},
-		TURNUserQuota:   20,
-		TURNTotalQuota:  1000,
-		TURNMaxBitrate:  10000,
-		TURNMaxLifetime: 12 * time.Hour,
+		TURNListen:       "127.0.0.1:3478",
+		FederationListen: "127.0.0.1:8448",
+		TURNRelayPorts:   PortRange{49152, 65535},
+		TURNUserQuota:    20,
+		TURNTotalQuota:   1000,
+		TURNMaxBitrate:   10000,
+		TURNMaxLifetime:  12 * time.Hour,
 	}
 }
 

@@ -1,0 +1,5 @@
+//go:build race
+
+package fedtest
+
+const raceEnabled = true
