@@ -11,4 +11,10 @@
 // HTTP edge: tokens, bodies, errors), accounts, roomapi, keys, media,
 // syncer (the /sync engine), cable (the ActionCable WebSocket) and
 // stream (sync tokens and wake-ups).
+//
+// With a [Federation] in Deps, the client side also reaches other
+// servers: remote joins, remote users' keys, and EDUs both ways
+// ([Signalling.HandleEDU] delivers those received; local typing,
+// receipts, key changes and to-device messages for remote users are
+// sent), all through the paths /sync already reads.
 package signalling

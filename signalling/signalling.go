@@ -2,6 +2,7 @@ package signalling
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"log/slog"
 	"path/filepath"
@@ -9,12 +10,14 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/plexus-chat/plexus/internal/cjson"
 	"github.com/plexus-chat/plexus/internal/server"
 	"github.com/plexus-chat/plexus/internal/storage"
 	"github.com/plexus-chat/plexus/rooms"
 	"github.com/plexus-chat/plexus/signalling/internal/accounts"
 	"github.com/plexus-chat/plexus/signalling/internal/cable"
 	"github.com/plexus-chat/plexus/signalling/internal/endpoint"
+	"github.com/plexus-chat/plexus/signalling/internal/invites"
 	"github.com/plexus-chat/plexus/signalling/internal/keys"
 	"github.com/plexus-chat/plexus/signalling/internal/media"
 	"github.com/plexus-chat/plexus/signalling/internal/ratelimit"
@@ -113,6 +116,42 @@ type Deps struct {
 	Logger  *slog.Logger
 	Metrics prometheus.Registerer
 	Now     func() time.Time
+	// Federation, if set, reaches rooms and users on other servers.
+	Federation Federation
+}
+
+// Federation is what the client side asks of federation.
+type Federation interface {
+	// Join joins a local user to a room this server is not in, through
+	// one of servers; content is the membership event's content.
+	Join(ctx context.Context, roomID, userID string, servers []string, content map[string]any) (string, error)
+	// SendEDU queues an EDU for destinations, persistently (this server
+	// is skipped): typing, receipts, device list and signing key updates,
+	// to-device messages (federation_edu.go, keys).
+	SendEDU(ctx context.Context, destinations []string, eduType string, content json.RawMessage) error
+	// ServersInRoom lists the other servers with users joined to a room.
+	ServersInRoom(ctx context.Context, roomID string) ([]string, error)
+	// QueryRemoteKeys is POST /_matrix/federation/v1/user/keys/query on
+	// server with body; it returns the answer as received.
+	QueryRemoteKeys(ctx context.Context, server string, body json.RawMessage) (json.RawMessage, error)
+	// ClaimRemoteKeys is POST /_matrix/federation/v1/user/keys/claim on
+	// server with body; it returns the answer as received.
+	ClaimRemoteKeys(ctx context.Context, server string, body json.RawMessage) (json.RawMessage, error)
+	// Backfill fetches up to limit events of a room's history from before
+	// from (the room's backward extremities) from a server in the room,
+	// checks them and stores them below the live stream (GET /backfill).
+	Backfill(ctx context.Context, roomID string, from []string, limit int) error
+	// Invite has the invitee's server countersign our invite (PUT
+	// /invite v2, with state as invite_room_state) and returns the
+	// countersigned event; Leave and Knock are the make_/send_
+	// handshakes for a local user in a room this server is not in;
+	// QueryDirectory and QueryProfile ask another server about its
+	// aliases and users (federation_invite.go).
+	Invite(ctx context.Context, roomID, version string, event json.RawMessage, state []json.RawMessage) (json.RawMessage, error)
+	Leave(ctx context.Context, roomID, userID string, servers []string) (json.RawMessage, error)
+	Knock(ctx context.Context, roomID, userID string, servers []string, content map[string]any) (json.RawMessage, []json.RawMessage, error)
+	QueryDirectory(ctx context.Context, alias string) (roomID string, servers []string, err error)
+	QueryProfile(ctx context.Context, userID, field string) (map[string]json.RawMessage, error)
 }
 
 // Signalling is the whole client side.
@@ -127,6 +166,14 @@ type Signalling struct {
 	rooms    *roomapi.API
 	sync     *syncer.Engine
 	cable    *cable.Server
+	// fed and typingOut reach other servers; nil without federation.
+	fed       Federation
+	typingOut *typingOut
+	// openid holds the OpenID tokens (federation_local.go).
+	openid openIDTokens
+	// invites holds local users' invites to rooms this server is not in
+	// (federation_invite.go).
+	invites *invites.Store
 }
 
 // New builds every client endpoint.
@@ -140,8 +187,9 @@ func New(cfg Config, deps Deps) (*Signalling, error) {
 	if deps.Now == nil {
 		deps.Now = time.Now
 	}
-	s := &Signalling{cfg: cfg, log: deps.Logger, now: deps.Now, feed: deps.Feed}
+	s := &Signalling{cfg: cfg, log: deps.Logger, now: deps.Now, feed: deps.Feed, fed: deps.Federation}
 	idx, hub := deps.Feed.index, deps.Feed.hub
+	s.invites = invites.New(deps.DB, hub.Wake)
 	var err error
 
 	// Accounts call back into keys (device deletion) and rooms (profile
@@ -155,6 +203,7 @@ func New(cfg Config, deps Deps) (*Signalling, error) {
 		DB: deps.DB, Hub: hub, Logger: deps.Logger.With("component", "accounts"), Now: deps.Now,
 		OnDeviceDeleted:  s.deviceDeleted,
 		OnProfileChanged: s.profileChanged,
+		RemoteProfile:    remoteProfile(deps.Federation),
 	})
 	if err != nil {
 		return nil, err
@@ -164,14 +213,28 @@ func New(cfg Config, deps Deps) (*Signalling, error) {
 		CheckPassword: s.accounts.CheckPassword,
 		SharedUsers:   idx.SharedUsers,
 		KnownDevices:  s.accounts.DeviceIDs,
+		Remote:        keysRemote(deps.Federation),
 	})
 	if err != nil {
 		return nil, err
+	}
+	var onTyping func(roomID, userID string, typing bool)
+	var onReceipt func(ctx context.Context, roomID, userID, receiptType, threadID, eventID string, ts int64)
+	if s.fed != nil {
+		s.typingOut = newTypingOut(s)
+		onTyping, onReceipt = s.typingOut.changed, s.sendReceipt
 	}
 	s.rooms, err = roomapi.New(roomapi.Config{ServerName: cfg.ServerName, SendRate: cfg.RateLimits.Send}, roomapi.Deps{
 		Rooms: deps.Rooms, DB: deps.DB, Hub: hub, Members: idx, Profiles: s.accounts,
 		SetRoomAccountData: s.accounts.SetRoomAccountData,
 		OnRead:             idx.MarkRead,
+		RemoteJoin:         remoteJoin(deps.Federation),
+		Backfill:           backfill(deps.Federation),
+		Remote:             roomRemote(deps.Federation),
+		Invites:            s.invites,
+		WaitIndexed:        idx.WaitFor,
+		OnTyping:           onTyping,
+		OnReceipt:          onReceipt,
 		Logger:             deps.Logger.With("component", "roomapi"), Now: deps.Now,
 	})
 	if err != nil {
@@ -195,6 +258,8 @@ func New(cfg Config, deps Deps) (*Signalling, error) {
 		Filters:     s.accounts,
 		Logger:      deps.Logger.With("component", "sync"),
 		Now:         deps.Now,
+
+		RemoteInvites: s.invites,
 	})
 	if err != nil {
 		return nil, err
@@ -211,8 +276,14 @@ func New(cfg Config, deps Deps) (*Signalling, error) {
 
 // Start does what must happen once before requests are served: it
 // releases registration-token uses held by sign-ups that a restart cut
-// short.
-func (s *Signalling) Start(ctx context.Context) error { return s.accounts.Start(ctx) }
+// short, and hands federation the to-device messages for other servers
+// that a restart left in the outbox.
+func (s *Signalling) Start(ctx context.Context) error {
+	if err := s.keys.FlushOutbox(ctx); err != nil {
+		s.log.Warn("to-device messages for other servers wait in the outbox", "err", err)
+	}
+	return s.accounts.Start(ctx)
+}
 
 // Register adds every client endpoint to mux.
 func (s *Signalling) Register(mux server.Router) {
@@ -224,13 +295,19 @@ func (s *Signalling) Register(mux server.Router) {
 	s.media.Register(rt)
 	s.sync.Register(rt)
 	s.cable.Register(rt)
+	s.registerOpenID(rt)
 }
 
 // Close closes the realtime connections and stops the typing timers. It
 // is idempotent.
 func (s *Signalling) Close() error {
-	// The realtime connections go first: they read from the others.
-	return errors.Join(s.cable.Close(), s.rooms.Close(), s.accounts.Close())
+	// The realtime connections go first: they read from the others. The
+	// typing sender goes after roomapi, whose expiry timer feeds it.
+	err := errors.Join(s.cable.Close(), s.rooms.Close(), s.accounts.Close())
+	if s.typingOut != nil {
+		s.typingOut.close()
+	}
+	return err
 }
 
 // AddUser creates the local account @localpart:serverName directly in
@@ -260,4 +337,42 @@ func (s *Signalling) profileChanged(ctx context.Context, userID string) {
 	if err != nil {
 		s.log.Error("updating member events after a profile change failed", "user", userID, "err", err)
 	}
+}
+
+// remoteJoin adapts federation's Join to roomapi's hook; nil without
+// federation.
+func remoteJoin(f Federation) func(ctx context.Context, roomID, userID string, servers []string, content cjson.Value) error {
+	if f == nil {
+		return nil
+	}
+	return func(ctx context.Context, roomID, userID string, servers []string, content cjson.Value) error {
+		raw, err := json.Marshal(content)
+		if err != nil {
+			return err
+		}
+		var m map[string]any
+		if err := json.Unmarshal(raw, &m); err != nil {
+			return err
+		}
+		_, err = f.Join(ctx, roomID, userID, servers, m)
+		return err
+	}
+}
+
+// backfill is federation's Backfill for /messages; nil without
+// federation.
+func backfill(f Federation) func(ctx context.Context, roomID string, from []string, limit int) error {
+	if f == nil {
+		return nil
+	}
+	return f.Backfill
+}
+
+// keysRemote is federation as the keys package sees it; nil without
+// federation.
+func keysRemote(f Federation) keys.Remote {
+	if f == nil {
+		return nil
+	}
+	return f
 }

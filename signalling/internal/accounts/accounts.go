@@ -2,6 +2,7 @@ package accounts
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -88,6 +89,9 @@ type Deps struct {
 	// avatar_url changed, to update their m.room.member events (Client-
 	// Server API, "Events on Change of Profile Information").
 	OnProfileChanged func(ctx context.Context, userID string)
+	// RemoteProfile, if set, fetches the profile of a user on another
+	// server (federation's query/profile) for GET /profile.
+	RemoteProfile func(ctx context.Context, userID string) (map[string]json.RawMessage, error)
 }
 
 // Accounts serves the account endpoints. Create it with New.
@@ -100,6 +104,7 @@ type Accounts struct {
 
 	onDeviceDeleted  func(ctx context.Context, userID, deviceID string)
 	onProfileChanged func(ctx context.Context, userID string)
+	remoteProfile    func(ctx context.Context, userID string) (map[string]json.RawMessage, error)
 
 	loginIP, loginUser, register *ratelimit.Limiter
 
@@ -138,6 +143,7 @@ func New(cfg Config, deps Deps) (*Accounts, error) {
 		now:              deps.Now,
 		onDeviceDeleted:  deps.OnDeviceDeleted,
 		onProfileChanged: deps.OnProfileChanged,
+		remoteProfile:    deps.RemoteProfile,
 	}
 	if a.log == nil {
 		a.log = slog.New(slog.DiscardHandler)

@@ -96,11 +96,21 @@ func (a *Accounts) profile(ctx context.Context, userID string) (map[string]json.
 	return p, err
 }
 
+// anyProfile is the profile of a local user, or of a user on another
+// server through RemoteProfile (server-server API, "Querying for
+// information", query/profile).
+func (a *Accounts) anyProfile(ctx context.Context, userID string) (map[string]json.RawMessage, error) {
+	if a.remoteProfile != nil && !strings.HasSuffix(userID, ":"+a.cfg.ServerName) {
+		return a.remoteProfile(ctx, userID)
+	}
+	return a.profile(ctx, userID)
+}
+
 // handleGetProfile is GET /profile/{userId}. Profiles of local users are
-// public, as Synapse's are by default; remote profiles are not fetched
-// over federation (yet) and answer 404.
+// public, as Synapse's are by default; those of users on other servers
+// are fetched over federation when there is federation, else 404.
 func (a *Accounts) handleGetProfile(w http.ResponseWriter, r *http.Request) {
-	p, err := a.profile(r.Context(), r.PathValue("userId"))
+	p, err := a.anyProfile(r.Context(), r.PathValue("userId"))
 	if err != nil {
 		fail(w, err)
 		return
@@ -111,7 +121,7 @@ func (a *Accounts) handleGetProfile(w http.ResponseWriter, r *http.Request) {
 // handleGetProfileField is GET /profile/{userId}/{keyName}.
 func (a *Accounts) handleGetProfileField(w http.ResponseWriter, r *http.Request) {
 	key := r.PathValue("keyName")
-	p, err := a.profile(r.Context(), r.PathValue("userId"))
+	p, err := a.anyProfile(r.Context(), r.PathValue("userId"))
 	if err != nil {
 		fail(w, err)
 		return

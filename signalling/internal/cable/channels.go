@@ -90,10 +90,11 @@ type feed struct {
 	srv  *Server
 	sub  *subscription
 	user string
-	// render turns a response into a message payload, or nil for
-	// nothing to push; force asks for a payload even for an empty
+	// render appends a response's message payload to frame (the
+	// subscription's frame, up to its "message" key), or reports false
+	// for nothing to push; force asks for a payload even for an empty
 	// response (the first answer of a subscription without a token).
-	render func(resp *syncer.Response, force bool) []byte
+	render func(frame []byte, resp *syncer.Response, force bool) ([]byte, bool)
 	// resume (capacity 1) wakes the loop after a resume action.
 	resume chan struct{}
 	// started is set after the first sync; only step uses it.
@@ -112,8 +113,9 @@ func (f *feed) run(ctx context.Context) {
 	// lost.
 	wake := f.srv.deps.Hub.Subscribe(f.user)
 	defer wake.Close()
+	step := newCall(func() bool { return f.step(ctx) })
 	for {
-		if !f.srv.workers.run(func() bool { return f.step(ctx) }) {
+		if !f.srv.workers.call(step) {
 			return
 		}
 		select {
@@ -151,9 +153,41 @@ func (f *feed) step(ctx context.Context) bool {
 		f.req.Filter = f.incremental
 	}
 	f.mu.Unlock()
-	payload := f.render(resp, !f.started && req.Since == nil)
+	frame, ok := f.render(f.sub.frameHead(frameSize(resp)), resp, !f.started && req.Since == nil)
 	f.started = true
-	return payload == nil || f.sub.push(payload)
+	return !ok || f.sub.pushFrame(append(frame, '}'))
+}
+
+// frameSize estimates the encoded size of a response's message, so that
+// its frame is allocated once: the events' sizes plus room for the rest
+// (a joined room's keys, tokens and counts take about 300 bytes).
+func frameSize(r *syncer.Response) int {
+	n := 128
+	if r.Rooms != nil {
+		for _, jr := range r.Rooms.Join {
+			n += 384 + eventsSize(jr.State.Events) + eventsSize(jr.Timeline.Events) + eventsSize(jr.Ephemeral.Events) + eventsSize(jr.AccountData.Events)
+		}
+		for _, ir := range r.Rooms.Invite {
+			n += 64 + eventsSize(ir.InviteState.Events)
+		}
+		for _, lr := range r.Rooms.Leave {
+			n += 128 + eventsSize(lr.State.Events) + eventsSize(lr.Timeline.Events) + eventsSize(lr.AccountData.Events)
+		}
+	}
+	for _, l := range [...]*syncer.EventList{r.AccountData, r.Presence, r.ToDevice} {
+		if l != nil {
+			n += eventsSize(l.Events)
+		}
+	}
+	return n
+}
+
+func eventsSize(evs []json.RawMessage) int {
+	n := 0
+	for _, ev := range evs {
+		n += len(ev) + 1
+	}
+	return n
 }
 
 // perform handles the sync channel's one action, resume {since}: the
@@ -189,11 +223,11 @@ func (f *feed) perform(ctx context.Context, act string, data []byte) {
 	}
 }
 
-func (f *feed) renderSync(resp *syncer.Response, force bool) []byte {
+func (f *feed) renderSync(frame []byte, resp *syncer.Response, force bool) ([]byte, bool) {
 	if !force && empty(resp) {
-		return nil
+		return nil, false
 	}
-	return appendSync(make([]byte, 0, 512), resp)
+	return appendSync(frame, resp), true
 }
 
 // empty mirrors the sync engine's notion of a response with nothing a
@@ -233,7 +267,7 @@ type roomMessage struct {
 	InviteState         *syncer.EventList    `json:"invite_state,omitempty"`
 }
 
-func (rc *roomChannel) render(resp *syncer.Response, force bool) []byte {
+func (rc *roomChannel) render(frame []byte, resp *syncer.Response, force bool) ([]byte, bool) {
 	m := roomMessage{Type: "room", RoomID: rc.roomID, NextBatch: resp.NextBatch}
 	rp := resp.Rooms
 	switch {
@@ -251,13 +285,13 @@ func (rc *roomChannel) render(resp *syncer.Response, force bool) []byte {
 		m.InviteState = &rp.Invite[rc.roomID].InviteState
 	default:
 		if !force {
-			return nil
+			return nil, false
 		}
 		// A first answer with nothing for the room (e.g. the user can
 		// see it through history visibility but is not a member): the
 		// consumer still gets its token.
 	}
-	return appendRoom(make([]byte, 0, 512), m)
+	return appendRoom(frame, m), true
 }
 
 // Room channel actions.

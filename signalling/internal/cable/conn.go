@@ -118,6 +118,9 @@ func (c *conn) close(final []byte, hurry bool) {
 func (c *conn) writeLoop() {
 	defer close(c.writerDone)
 	defer c.ws.Close()
+	// The queue and spare trade places at each batch, so that queueing
+	// does not allocate.
+	var spare [][]byte
 	for range c.wake {
 		for {
 			c.mu.Lock()
@@ -128,10 +131,11 @@ func (c *conn) writeLoop() {
 				return
 			}
 			batch := c.queue
-			c.queue = nil
+			c.queue = spare[:0]
 			c.inflight = len(batch)
 			c.mu.Unlock()
 			if len(batch) == 0 {
+				spare = batch
 				break
 			}
 			for _, frame := range batch {
@@ -148,6 +152,8 @@ func (c *conn) writeLoop() {
 					break
 				}
 			}
+			clear(batch) // the frames are garbage once written
+			spare = batch
 		}
 	}
 }
@@ -293,6 +299,19 @@ type subscription struct {
 // stop.
 func (s *subscription) push(payload []byte) bool {
 	return s.conn.enqueue(s, messageFrame(s.quoted, payload))
+}
+
+// frameHead starts a message frame of this subscription with room for
+// size more bytes: {"identifier":...,"message": to which the caller
+// appends the payload and the closing brace, for pushFrame.
+func (s *subscription) frameHead(size int) []byte {
+	b := make([]byte, 0, len(s.quoted)+28+size)
+	return appendMessageHead(b, s.quoted)
+}
+
+// pushFrame is push for a frame built on frameHead.
+func (s *subscription) pushFrame(frame []byte) bool {
+	return s.conn.enqueue(s, frame)
 }
 
 // reply is push for answers to actions.

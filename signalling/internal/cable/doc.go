@@ -95,5 +95,7 @@
 // subscription that finds its connection's queue full closes the
 // connection with {"type":"disconnect","reason":"slow_consumer",
 // "reconnect":true} (best effort): a slow consumer never delays the
-// others, and it resumes from its last next_batch.
+// others, and it resumes from its last next_batch. A subscription's
+// message is encoded straight into its frame, once per wake-up: however
+// many events arrived since the last one, they share a frame.
 package cable

@@ -51,7 +51,7 @@ func appendRoom(b []byte, m roomMessage) []byte {
 	}
 	if m.UnreadNotifications != nil {
 		b = append(b, `,"unread_notifications":`...)
-		b = syncer.AppendMarshal(b, m.UnreadNotifications)
+		b = syncer.AppendUnread(b, *m.UnreadNotifications)
 	}
 	if m.InviteState != nil {
 		b = append(b, `,"invite_state":`...)

@@ -142,12 +142,16 @@ func typedFrame(quotedID []byte, typ string, extra json.RawMessage) []byte {
 // messageFrame is {"identifier": ..., "message": payload}: a broadcast to
 // one subscription, which the consumer hands to its received() callback.
 func messageFrame(quotedID []byte, payload []byte) []byte {
-	b := make([]byte, 0, len(quotedID)+len(payload)+28)
-	b = append(b, `{"identifier":`...)
-	b = append(b, quotedID...)
-	b = append(b, `,"message":`...)
+	b := appendMessageHead(make([]byte, 0, len(quotedID)+len(payload)+28), quotedID)
 	b = append(b, payload...)
 	return append(b, '}')
+}
+
+// appendMessageHead writes a message frame up to its payload.
+func appendMessageHead(b, quotedID []byte) []byte {
+	b = append(b, `{"identifier":`...)
+	b = append(b, quotedID...)
+	return append(b, `,"message":`...)
 }
 
 // errorBody is the errcode/error pair of an error message; any error that

@@ -46,14 +46,32 @@ func (w *workers) loop() {
 // worker is busy (a slow database must not hold up every connection), and
 // returns its result.
 func (w *workers) run(fn func() bool) bool {
-	done := make(chan bool, 1)
-	job := func() { done <- fn() }
+	return w.call(newCall(fn))
+}
+
+// A call is a function run through the workers again and again (a
+// feed's step) without allocating each time. One goroutine at a time
+// may use it.
+type call struct {
+	fn   func() bool
+	job  func()
+	done chan bool
+}
+
+func newCall(fn func() bool) *call {
+	c := &call{fn: fn, done: make(chan bool, 1)}
+	c.job = func() { c.done <- c.fn() }
+	return c
+}
+
+// call is run for a call.
+func (w *workers) call(c *call) bool {
 	select {
-	case w.jobs <- job:
+	case w.jobs <- c.job:
 	default:
-		go job()
+		go c.job()
 	}
-	return <-done
+	return <-c.done
 }
 
 // close stops the workers; later runs use fresh goroutines. It is

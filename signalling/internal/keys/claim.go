@@ -60,6 +60,20 @@ func (k *Keys) handleClaim(w http.ResponseWriter, r *http.Request, s *endpoint.S
 		endpoint.Fail(w, err)
 		return
 	}
+	remote, answered, remoteFailures, err := k.claimRemote(r.Context(), req.OneTimeKeys, remoteTimeout(req.Timeout))
+	if err != nil {
+		endpoint.Fail(w, err)
+		return
+	}
+	for _, srv := range answered {
+		delete(failures, srv)
+	}
+	for srv, f := range remoteFailures {
+		failures[srv] = f
+	}
+	for user, devs := range remote {
+		claimed[user] = devs
+	}
 	users := make(map[string][]byte, len(claimed))
 	for user, devs := range claimed {
 		users[user] = rawObject(devs)

@@ -165,6 +165,7 @@ func (k *Keys) handleDeviceSigningUpload(w http.ResponseWriter, r *http.Request,
 		return
 	}
 	k.wakeSharing(ctx, s.UserID)
+	k.announceSigningKeys(ctx, s.UserID)
 	writeJSON(w, struct{}{})
 }
 

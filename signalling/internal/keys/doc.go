@@ -19,4 +19,14 @@
 // engine reads them through [Keys.ToDevice], [Keys.AckToDevice],
 // [Keys.DeviceListChanges], [Keys.OneTimeKeyCounts] and
 // [Keys.UnusedFallbackKeyTypes].
+//
+// Users on other servers are reached through [Deps.Remote] (edu.go,
+// remotekeys.go): /keys/query and /keys/claim ask their servers, with a
+// failure for each that does not answer in time; our users' device and
+// cross-signing key changes go out as m.device_list_update and
+// m.signing_key_update EDUs; to-device messages for them leave through
+// to_device_outbox as m.direct_to_device. EDUs from other servers arrive
+// through [Keys.ReceiveToDevice] and [Keys.RemoteDevicesChanged] and take
+// the same tables and wake-ups to /sync as local changes. Remote keys are
+// not cached: a query always goes to the user's server.
 package keys

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/plexus-chat/plexus/internal/mxerr"
@@ -53,6 +54,9 @@ type Deps struct {
 	// KnownDevices lists a local user's device IDs (for "*" in
 	// sendToDevice and for /keys/query). Nil trusts the key tables alone.
 	KnownDevices func(ctx context.Context, userID string) ([]string, error)
+	// Remote, if set, reaches other servers: their users' keys, and our
+	// users' device list updates and to-device messages (edu.go).
+	Remote Remote
 }
 
 // Keys serves the end-to-end encryption and send-to-device endpoints.
@@ -65,6 +69,9 @@ type Keys struct {
 	deps Deps
 	// counts caches one-time key counts and fallback key types for /sync.
 	counts *keyCounts
+	// outboxMu serialises FlushOutbox, so no message is queued twice by
+	// two flushes at once.
+	outboxMu sync.Mutex
 }
 
 // New returns a Keys.

@@ -12,7 +12,7 @@ import (
 )
 
 // remoteFailure is what failures holds for a server we could not ask:
-// federation is not wired to this package yet.
+// there is no federation (Deps.Remote is nil).
 var remoteFailure = json.RawMessage(`{"status":503,"message":"Remote servers cannot be queried"}`)
 
 // handleQuery is POST /keys/query (Client-Server API, "Key management
@@ -41,7 +41,7 @@ func (k *Keys) handleQuery(w http.ResponseWriter, r *http.Request, s *endpoint.S
 		}
 		query[user] = ids
 	}
-	body, err := k.query(r.Context(), s.UserID, query)
+	body, err := k.queryAll(r.Context(), s.UserID, query, remoteTimeout(req.Timeout))
 	if err != nil {
 		endpoint.Fail(w, err)
 		return

@@ -133,6 +133,7 @@ func (k *Keys) handleSignaturesUpload(w http.ResponseWriter, r *http.Request, s 
 	}
 	if own {
 		k.wakeSharing(ctx, s.UserID)
+		k.announceSignatures(ctx, s.UserID, st.devices, sigs)
 	} else if len(others) > 0 {
 		k.hub.Wake(s.UserID)
 	}

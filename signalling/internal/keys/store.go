@@ -233,5 +233,6 @@ func (k *Keys) DeleteDevice(ctx context.Context, userID, deviceID string) error 
 		return err
 	}
 	k.wakeSharing(ctx, userID)
+	k.announceDevice(ctx, userID, deviceID, true)
 	return nil
 }

@@ -138,6 +138,9 @@ func (k *Keys) handleSendToDevice(w http.ResponseWriter, r *http.Request, s *end
 				k.hub.Wake(d.user)
 			}
 		}
+		if len(remote) > 0 {
+			k.flushOutboxAfter(ctx)
+		}
 	}
 	writeJSON(w, struct{}{})
 }

@@ -99,6 +99,7 @@ func (k *Keys) handleUpload(w http.ResponseWriter, r *http.Request, s *endpoint.
 	}
 	if changed {
 		k.wakeSharing(r.Context(), s.UserID)
+		k.announceDevice(r.Context(), s.UserID, s.DeviceID, false)
 	}
 	writeJSON(w, map[string]any{"one_time_key_counts": counts})
 }

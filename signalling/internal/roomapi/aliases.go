@@ -40,11 +40,9 @@ func parseAlias(s string) (roomAlias, error) {
 }
 
 // resolveAlias maps one of our aliases to its room: 404 M_NOT_FOUND if it
-// has none.
+// has none. Another server's aliases are resolved by lookupAlias.
 func (a *API) resolveAlias(ctx context.Context, alias roomAlias) (string, error) {
 	if alias.server != a.cfg.ServerName {
-		// FEDERATION: remote aliases are resolved with a directory query
-		// (server-server API, "Querying for information").
 		return "", mxerr.NotFound(fmt.Sprintf("Room alias %s not found", alias.full))
 	}
 	var id string
@@ -151,12 +149,12 @@ func (a *API) getAlias(w http.ResponseWriter, r *http.Request) {
 		endpoint.Fail(w, err)
 		return
 	}
-	id, err := a.resolveAlias(r.Context(), alias)
+	id, servers, err := a.lookupAlias(r.Context(), alias)
 	if err != nil {
 		endpoint.Fail(w, err)
 		return
 	}
-	endpoint.Write(w, map[string]any{"room_id": id, "servers": []string{a.cfg.ServerName}})
+	endpoint.Write(w, map[string]any{"room_id": id, "servers": servers})
 }
 
 func (a *API) deleteAlias(w http.ResponseWriter, r *http.Request, s *endpoint.Session) {

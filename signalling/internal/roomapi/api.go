@@ -17,6 +17,7 @@ import (
 	"github.com/plexus-chat/plexus/internal/storage"
 	"github.com/plexus-chat/plexus/rooms"
 	"github.com/plexus-chat/plexus/signalling/internal/endpoint"
+	"github.com/plexus-chat/plexus/signalling/internal/invites"
 	"github.com/plexus-chat/plexus/signalling/internal/ratelimit"
 	"github.com/plexus-chat/plexus/signalling/internal/stream"
 )
@@ -61,11 +62,35 @@ type Deps struct {
 	// (server-server API, "Inviting to a room"). Until federation exists
 	// the invite is only in our copy of the room.
 	OnRemoteInvite func(ctx context.Context, roomID, eventID, userID string)
+	// RemoteJoin, if set, joins userID to a room this server is not in
+	// through one of servers (federation's make_join/send_join), with
+	// content as the membership event's content.
+	RemoteJoin func(ctx context.Context, roomID, userID string, servers []string, content cjson.Value) error
+	// Remote, if set, reaches rooms and users on other servers for
+	// invites, rejections, knocks and aliases (remote.go).
+	Remote Remote
+	// Invites, if set, holds local users' invites to rooms this server
+	// is not in (required with Remote).
+	Invites *invites.Store
+	// Backfill, if set, fetches up to limit events of a room's history
+	// from before from (its backward extremities) from other servers and
+	// stores it, for /messages to page back past this server's join.
+	Backfill func(ctx context.Context, roomID string, from []string, limit int) error
+	// WaitIndexed, if set, returns once Members reflects the event
+	// stream up to pos (read-your-writes after a join).
+	WaitIndexed func(ctx context.Context, pos int64) error
 	// OnRead, if set, hears that userID has read roomID up to the event at
 	// stream position pos (an unthreaded m.read or m.read.private
 	// receipt), for the unread counts /sync reports.
 	OnRead func(userID, roomID string, pos int64)
-	Logger *slog.Logger
+	// OnTyping, if set, hears every typing change of a local user, set
+	// by the user or expired, so federation can send m.typing to the
+	// other servers in the room. It must not block for long.
+	OnTyping func(roomID, userID string, typing bool)
+	// OnReceipt, if set, hears every public receipt a local user stored
+	// (ts in milliseconds), so federation can send m.receipt.
+	OnReceipt func(ctx context.Context, roomID, userID, receiptType, threadID, eventID string, ts int64)
+	Logger    *slog.Logger
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 }
@@ -115,6 +140,8 @@ func New(cfg Config, deps Deps) (*API, error) {
 		limiter: ratelimit.New(cfg.SendRate, deps.Now),
 	}
 	a.typing = newTypingState(deps.Now, deps.Hub)
+	a.typing.local = a.isLocal
+	a.typing.onChange = deps.OnTyping
 	return a, nil
 }
 
@@ -134,6 +161,7 @@ func (a *API) Register(rt *endpoint.Router) {
 	rt.Authed("POST "+v3+"/rooms/{roomId}/join", a.joinRoom)
 	rt.Authed("POST "+v3+"/rooms/{roomId}/invite", a.invite)
 	rt.Authed("POST "+v3+"/rooms/{roomId}/leave", a.leave)
+	rt.Authed("POST "+v3+"/knock/{roomIdOrAlias}", a.knock)
 	rt.Authed("POST "+v3+"/rooms/{roomId}/forget", a.forget)
 	rt.Authed("POST "+v3+"/rooms/{roomId}/kick", a.kick)
 	rt.Authed("POST "+v3+"/rooms/{roomId}/ban", a.ban)

@@ -345,6 +345,11 @@ func (a *API) createRoom(w http.ResponseWriter, r *http.Request, s *endpoint.Ses
 		endpoint.Fail(w, err)
 		return
 	}
+	// The creator may ask about the room next (state, invite): answer
+	// only once membership lookups see it.
+	if pos, err := a.deps.DB.MaxStreamPos(ctx); err == nil {
+		_ = a.waitIndexed(ctx, pos)
+	}
 	endpoint.Write(w, map[string]string{"room_id": roomID})
 }
 
@@ -405,12 +410,8 @@ func (a *API) build(ctx context.Context, p *roomPlan) (string, error) {
 		if p.isDirect {
 			extra = append(extra, cjson.M("is_direct", cjson.Boolean(true)))
 		}
-		st, err := a.setMembership(ctx, roomID, p.creator, u, "invite", "", extra...)
-		if err != nil {
+		if err := a.inviteUser(ctx, roomID, p.creator, u, "", extra...); err != nil {
 			return fail("invite", err)
-		}
-		if !a.isLocal(u) && a.deps.OnRemoteInvite != nil {
-			a.deps.OnRemoteInvite(ctx, roomID, string(st.Event.ID()), u)
 		}
 	}
 	if p.public {

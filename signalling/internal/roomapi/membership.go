@@ -112,14 +112,43 @@ func decodeTarget(r *http.Request) (*membershipBody, error) {
 	return &b, nil
 }
 
-// join makes userID join a room this server participates in.
-func (a *API) join(ctx context.Context, roomID, userID, reason string) error {
-	// FEDERATION: joining a room this server is not in needs a
-	// make_join/send_join handshake with a resident server
-	// (server-server API, "Joining Rooms"). Until then there is no
-	// server we know to ask.
-	if err := a.requireRoom(ctx, roomID, mxerr.NotFound("No known servers")); err != nil {
+// join makes userID join a room. A room this server is not in is joined
+// over federation through one of the via servers, or the server named in
+// the room ID (server-server API, "Joining Rooms"); without federation,
+// or with no server to ask, it is 404 as the spec's join endpoints say.
+func (a *API) join(ctx context.Context, roomID, userID, reason string, via []string) error {
+	// An invite from another server to a room we are not in (or hold only
+	// an old copy of) is accepted by joining through the inviting server.
+	inv, err := a.pendingRemoteInvite(ctx, roomID, userID)
+	if err != nil {
 		return err
+	}
+	remote := inv != nil
+	if !remote {
+		err := a.requireRoom(ctx, roomID, mxerr.NotFound("No known servers"))
+		var me *mxerr.MatrixError
+		if err != nil && (a.deps.RemoteJoin == nil || !errors.As(err, &me) || me.Code != mxerr.CodeNotFound) {
+			return err
+		}
+		remote = err != nil
+	}
+	if remote {
+		servers := a.remoteServers(roomID, via, inv)
+		if len(servers) == 0 || a.deps.RemoteJoin == nil {
+			return mxerr.NotFound("No known servers")
+		}
+		content, cerr := a.memberContent(ctx, userID, "join", reason)
+		if cerr != nil {
+			return cerr
+		}
+		if err := a.deps.RemoteJoin(ctx, roomID, userID, servers, content); err != nil {
+			return err
+		}
+		pos, err := a.deps.DB.MaxStreamPos(ctx)
+		if err != nil {
+			return err
+		}
+		return a.waitIndexed(ctx, pos)
 	}
 	cur, err := a.currentState(ctx, roomID, "m.room.member", userID)
 	if err != nil {
@@ -132,8 +161,11 @@ func (a *API) join(ctx context.Context, roomID, userID, reason string) error {
 	if cur != nil && cur.Membership() == "join" && cur.Content().Equal(content) {
 		return nil // already joined with this profile: nothing to change
 	}
-	_, err = a.setMembership(ctx, roomID, userID, userID, "join", reason)
-	return err
+	st, err := a.setMembership(ctx, roomID, userID, userID, "join", reason)
+	if err != nil {
+		return err
+	}
+	return a.waitIndexed(ctx, st.StreamPos)
 }
 
 func (a *API) joinRoom(w http.ResponseWriter, r *http.Request, s *endpoint.Session) {
@@ -149,7 +181,7 @@ func (a *API) joinRoom(w http.ResponseWriter, r *http.Request, s *endpoint.Sessi
 		endpoint.Fail(w, err)
 		return
 	}
-	if err := a.join(r.Context(), roomID, s.UserID, body.Reason); err != nil {
+	if err := a.join(r.Context(), roomID, s.UserID, body.Reason, viaServers(r)); err != nil {
 		endpoint.Fail(w, err)
 		return
 	}
@@ -165,7 +197,7 @@ func (a *API) joinByIDOrAlias(w http.ResponseWriter, r *http.Request, s *endpoin
 		endpoint.Fail(w, err)
 		return
 	}
-	roomID := target
+	roomID, via := target, viaServers(r)
 	switch {
 	case strings.HasPrefix(target, "#"):
 		alias, err := parseAlias(target)
@@ -173,12 +205,12 @@ func (a *API) joinByIDOrAlias(w http.ResponseWriter, r *http.Request, s *endpoin
 			endpoint.Fail(w, err)
 			return
 		}
-		id, err := a.resolveAlias(r.Context(), alias)
+		id, servers, err := a.lookupAlias(r.Context(), alias)
 		if err != nil {
 			endpoint.Fail(w, err)
 			return
 		}
-		roomID = id
+		roomID, via = id, append(via, servers...)
 	case strings.HasPrefix(target, "!"):
 		if err := validRoomID(target); err != nil {
 			endpoint.Fail(w, err)
@@ -188,7 +220,7 @@ func (a *API) joinByIDOrAlias(w http.ResponseWriter, r *http.Request, s *endpoin
 		endpoint.Fail(w, mxerr.InvalidParam(fmt.Sprintf("%q is not a room ID or alias", target)))
 		return
 	}
-	if err := a.join(r.Context(), roomID, s.UserID, body.Reason); err != nil {
+	if err := a.join(r.Context(), roomID, s.UserID, body.Reason, via); err != nil {
 		endpoint.Fail(w, err)
 		return
 	}
@@ -225,13 +257,9 @@ func (a *API) invite(w http.ResponseWriter, r *http.Request, s *endpoint.Session
 			return
 		}
 	}
-	st, err := a.setMembership(ctx, roomID, s.UserID, b.UserID, "invite", b.Reason)
-	if err != nil {
+	if err := a.inviteUser(ctx, roomID, s.UserID, b.UserID, b.Reason); err != nil {
 		endpoint.Fail(w, err)
 		return
-	}
-	if !a.isLocal(b.UserID) && a.deps.OnRemoteInvite != nil {
-		a.deps.OnRemoteInvite(ctx, roomID, string(st.Event.ID()), b.UserID)
 	}
 	endpoint.Write(w, struct{}{})
 }
@@ -250,8 +278,19 @@ func (a *API) leave(w http.ResponseWriter, r *http.Request, s *endpoint.Session)
 		endpoint.Fail(w, err)
 		return
 	}
-	// FEDERATION: rejecting an invite to a room we are not in needs
-	// make_leave/send_leave.
+	// An invite from another server to a room we are not in is rejected
+	// through the inviting server.
+	if inv, err := a.pendingRemoteInvite(ctx, roomID, s.UserID); err != nil || inv != nil {
+		if err == nil {
+			err = a.rejectRemoteInvite(ctx, roomID, s.UserID, inv)
+		}
+		if err != nil {
+			endpoint.Fail(w, err)
+			return
+		}
+		endpoint.Write(w, struct{}{})
+		return
+	}
 	if err := a.requireRoom(ctx, roomID, mxerr.NotFound("Unknown room")); err != nil {
 		endpoint.Fail(w, err)
 		return
@@ -417,4 +456,21 @@ func (a *API) UpdateProfile(ctx context.Context, userID, displayname, avatarURL 
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// viaServers are the servers a join may go through: the via query
+// parameters, and the deprecated server_name ones (Client-Server API,
+// POST /join/{roomIdOrAlias}).
+func viaServers(r *http.Request) []string {
+	q := r.URL.Query()
+	return append(append([]string(nil), q["via"]...), q["server_name"]...)
+}
+
+// waitIndexed waits until membership lookups see the event at pos, so a
+// client that joined and then reads the room is not told it is not in it.
+func (a *API) waitIndexed(ctx context.Context, pos int64) error {
+	if a.deps.WaitIndexed == nil {
+		return nil
+	}
+	return a.deps.WaitIndexed(ctx, pos)
 }

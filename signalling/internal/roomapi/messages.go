@@ -4,9 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"math"
 	"net/http"
+	"slices"
 	"sort"
 	"strconv"
+	"strings"
 
 	"github.com/plexus-chat/plexus/internal/mxerr"
 	"github.com/plexus-chat/plexus/internal/storage"
@@ -21,6 +24,19 @@ const (
 	defaultPageLimit = 10
 	maxPageLimit     = 1000
 )
+
+// Backfill bounds: one /messages asks other servers for history at most
+// backfillRounds times, each for between minBackfill and maxBackfill
+// events (fedapi serves at most 100 per request).
+const (
+	backfillRounds = 3
+	minBackfill    = 20
+	maxBackfill    = 100
+)
+
+// lowest is the bottom of a backward scan: backfilled history sits at
+// negative stream positions, below the live stream (storage.Batch.Backfill).
+const lowest = math.MinInt64
 
 // timelineEvent is a stored event with its parsed form.
 type timelineEvent struct {
@@ -128,6 +144,69 @@ func (a *API) paginate(ctx context.Context, v *viewer, f *roomEventFilter, roomI
 	return p, nil
 }
 
+// backfillMore goes on with a backward page that reached the bottom of the
+// stored timeline while the room has history before it that this server
+// lacks (it joined over federation): it has federation fetch that history
+// (storage keeps it below the stored timeline) and reads on into it. If a
+// round stored history but the page is still short, the page stays open
+// (an end token) so the client asks again; if fetching fails or brings
+// nothing, the page ends there, as at the room's creation.
+func (a *API) backfillMore(ctx context.Context, v *viewer, f *roomEventFilter, roomID string, p *page, limit int) error {
+	for range backfillRounds {
+		from, err := a.deps.DB.BackwardExtremities(ctx, roomID)
+		if err != nil || len(from) == 0 {
+			return err
+		}
+		need := limit - len(p.events)
+		if err := a.deps.Backfill(ctx, roomID, from, min(max(2*need, minBackfill), maxBackfill)); err != nil {
+			a.log.Info("backfill failed", "room", roomID, "err", err)
+			return nil
+		}
+		after, err := a.deps.DB.BackwardExtremities(ctx, roomID)
+		if err != nil {
+			return err
+		}
+		if slices.Equal(after, from) {
+			return nil // nothing fetched: the history ends here for now
+		}
+		more, err := a.paginate(ctx, v, f, roomID, p.next, lowest, true, need)
+		if err != nil {
+			return err
+		}
+		p.events = append(p.events, more.events...)
+		p.next, p.done = more.next, more.done
+		if !p.done {
+			return nil
+		}
+		if len(p.events) >= limit {
+			// Everything stored is read, but history before it remains.
+			p.done = len(after) == 0
+			return nil
+		}
+		if len(after) == 0 {
+			return nil
+		}
+	}
+	p.done = false
+	return nil
+}
+
+// parsePageToken reads a /messages token: a sync token, or one that
+// /messages issued inside backfilled history, at a negative events
+// position, which stream.ParseToken refuses so that /sync never takes it.
+func parsePageToken(s string) (stream.Token, error) {
+	rest, ok := strings.CutPrefix(s, "s-")
+	if !ok {
+		return stream.ParseToken(s)
+	}
+	t, err := stream.ParseToken("s" + rest)
+	if err != nil || t.Events == 0 {
+		return stream.Token{}, stream.ErrBadToken
+	}
+	t.Events = -t.Events
+	return t, nil
+}
+
 // parseLimit reads a limit query parameter.
 func parseLimit(s string, f *roomEventFilter) (int, error) {
 	limit := defaultPageLimit
@@ -181,7 +260,7 @@ func (a *API) messages(w http.ResponseWriter, r *http.Request, s *endpoint.Sessi
 	var fromTok stream.Token
 	start := q.Get("from")
 	if start != "" {
-		if fromTok, err = stream.ParseToken(start); err != nil {
+		if fromTok, err = parsePageToken(start); err != nil {
 			endpoint.Fail(w, mxerr.InvalidParam("Invalid from token"))
 			return
 		}
@@ -196,12 +275,12 @@ func (a *API) messages(w http.ResponseWriter, r *http.Request, s *endpoint.Sessi
 		}
 		start = fromTok.String()
 	}
-	bound := int64(0)
+	bound := int64(lowest)
 	if !backward {
 		bound = 1<<63 - 1
 	}
 	if to := q.Get("to"); to != "" {
-		toTok, err := stream.ParseToken(to)
+		toTok, err := parsePageToken(to)
 		if err != nil {
 			endpoint.Fail(w, mxerr.InvalidParam("Invalid to token"))
 			return
@@ -231,7 +310,13 @@ func (a *API) messages(w http.ResponseWriter, r *http.Request, s *endpoint.Sessi
 			return
 		}
 	} else {
-		p = &page{done: true}
+		p = &page{done: true, next: from}
+	}
+	if backward && p.done && bound == lowest && len(p.events) < limit && a.deps.Backfill != nil {
+		if err := a.backfillMore(ctx, v, f, roomID, p, limit); err != nil {
+			endpoint.Fail(w, err)
+			return
+		}
 	}
 	evs := make([]*rooms.Event, len(p.events))
 	for i, e := range p.events {
@@ -309,7 +394,7 @@ func (a *API) context(w http.ResponseWriter, r *http.Request, s *endpoint.Sessio
 	// events_after arrays"; split as Synapse does.
 	beforeLimit := limit / 2
 	afterLimit := limit - beforeLimit
-	before, err := a.paginate(ctx, v, f, roomID, rec.StreamPos-1, 0, true, beforeLimit)
+	before, err := a.paginate(ctx, v, f, roomID, rec.StreamPos-1, lowest, true, beforeLimit)
 	if err != nil {
 		endpoint.Fail(w, err)
 		return

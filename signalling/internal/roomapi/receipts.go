@@ -44,6 +44,7 @@ func (a *API) storeReceipt(ctx context.Context, roomID, userID, typ, threadID, e
 		return err
 	}
 	stored := false
+	ts := a.deps.Now().UnixMilli()
 	err = a.deps.DB.Update(ctx, func(tx *storage.Tx) error {
 		var oldPos int64
 		err := tx.QueryRow(ctx, `SELECT e.stream_pos FROM receipts r JOIN events e ON e.event_id = r.event_id
@@ -59,12 +60,15 @@ func (a *API) storeReceipt(ctx context.Context, roomID, userID, typ, threadID, e
 			VALUES (?, ?, ?, ?, ?, ?, ?)
 			ON CONFLICT (room_id, receipt_type, user_id, thread_id)
 			DO UPDATE SET event_id = excluded.event_id, ts = excluded.ts, pos = excluded.pos`,
-			roomID, typ, userID, threadID, eventID, a.deps.Now().UnixMilli(), tx.NextPos())
+			roomID, typ, userID, threadID, eventID, ts, tx.NextPos())
 		stored = err == nil
 		return err
 	})
 	if err != nil || !stored {
 		return err
+	}
+	if typ == receiptRead && a.deps.OnReceipt != nil && a.isLocal(userID) {
+		a.deps.OnReceipt(ctx, roomID, userID, typ, threadID, eventID, ts)
 	}
 	if (typ == receiptRead || typ == receiptReadPrivate) && threadID == "" && a.deps.OnRead != nil {
 		a.deps.OnRead(userID, roomID, newPos)

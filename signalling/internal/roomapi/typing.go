@@ -27,6 +27,10 @@ const (
 type typingState struct {
 	now func() time.Time
 	hub *stream.Hub
+	// local tells local users, whose changes onChange hears; both are
+	// set once before use, onChange may be nil.
+	local    func(user string) bool
+	onChange func(room, user string, typing bool)
 
 	mu sync.Mutex // guards the fields below
 	// rooms maps room -> user -> when their typing expires.
@@ -37,12 +41,19 @@ type typingState struct {
 	// timer fires at the earliest expiry, to tell waiting /sync requests.
 	timer  *time.Timer
 	closed bool
+	// stopped are the local typists whose typing expired and whom
+	// onChange has not heard of yet.
+	stopped []typist
 
 	wg sync.WaitGroup // a pending or running timer callback
 }
 
+// typist is a user typing in a room.
+type typist struct{ room, user string }
+
 func newTypingState(now func() time.Time, hub *stream.Hub) *typingState {
-	return &typingState{now: now, hub: hub, rooms: map[string]map[string]time.Time{}, roomPos: map[string]int64{}}
+	return &typingState{now: now, hub: hub, rooms: map[string]map[string]time.Time{}, roomPos: map[string]int64{},
+		local: func(string) bool { return false }}
 }
 
 // set records that user started (typing) or stopped typing in room.
@@ -72,6 +83,11 @@ func (t *typingState) set(room, user string, typing bool, timeout time.Duration)
 	t.armLocked()
 	t.mu.Unlock()
 	t.wake(changed)
+	// Every explicit change of a local user goes to the other servers,
+	// refreshes included: their copy expires on its own timer.
+	if t.onChange != nil && t.local(user) && (typing || was) {
+		t.onChange(room, user, typing)
+	}
 }
 
 func (t *typingState) bumpLocked(room string) {
@@ -88,6 +104,9 @@ func (t *typingState) sweepLocked() []string {
 		for u, exp := range m {
 			if !now.Before(exp) {
 				delete(m, u)
+				if t.onChange != nil && t.local(u) {
+					t.stopped = append(t.stopped, typist{room, u})
+				}
 			}
 		}
 		if len(m) != n {
@@ -146,9 +165,21 @@ func (t *typingState) expire() {
 	t.wake(changed)
 }
 
+// wake wakes the rooms that changed and tells onChange of the local
+// typists that expired; callers hold no lock.
 func (t *typingState) wake(rooms []string) {
 	for _, r := range rooms {
 		t.hub.WakeRoom(r)
+	}
+	if len(rooms) == 0 || t.onChange == nil {
+		return
+	}
+	t.mu.Lock()
+	stopped := t.stopped
+	t.stopped = nil
+	t.mu.Unlock()
+	for _, s := range stopped {
+		t.onChange(s.room, s.user, false)
 	}
 }
 

@@ -24,4 +24,13 @@
 // in (since, next]; the window answers it from memory unless since is
 // older than the window, when the affected rooms are answered like an
 // initial sync with limited timelines.
+//
+// # Fan-out
+//
+// A message wakes every member of its room at once. For each member who
+// was joined throughout (since, next], the room's section is the same
+// events rendered the same way, so it is built once and shared (see
+// shared.go): a room of N members costs one rendering per message, plus
+// per member only what is theirs (unread counts, receipts, account data,
+// typing, and the sender device's transaction IDs).
 package syncer

@@ -116,7 +116,17 @@ func appendJoined(b []byte, jr *JoinedRoom) []byte {
 	b = append(b, `,"account_data":`...)
 	b = AppendEventList(b, jr.AccountData)
 	b = append(b, `,"unread_notifications":`...)
-	b = AppendMarshal(b, jr.UnreadNotifications)
+	b = AppendUnread(b, jr.UnreadNotifications)
+	return append(b, '}')
+}
+
+// AppendUnread writes a room's unread_notifications, which every joined
+// room of every response carries.
+func AppendUnread(b []byte, u UnreadCounts) []byte {
+	b = append(b, `{"notification_count":`...)
+	b = strconv.AppendInt(b, int64(u.NotificationCount), 10)
+	b = append(b, `,"highlight_count":`...)
+	b = strconv.AppendInt(b, int64(u.HighlightCount), 10)
 	return append(b, '}')
 }
 

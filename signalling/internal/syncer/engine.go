@@ -66,6 +66,10 @@ type Deps struct {
 	Filters     Filters
 	Logger      *slog.Logger
 	Now         func() time.Time
+
+	// RemoteInvites, if set, serves invites to rooms this server is not
+	// in (remoteinvites.go).
+	RemoteInvites RemoteInvites
 }
 
 // Engine answers syncs.
@@ -80,6 +84,10 @@ type Engine struct {
 	// acknowledges nothing new costs no write. A device missing here
 	// (first sync since start) is acknowledged once unconditionally.
 	acks map[deviceKey]int64
+
+	// shared holds the joined-room sections built once for every member
+	// (shared.go).
+	shared sharedSections
 }
 
 type deviceKey struct{ user, device string }
@@ -251,6 +259,9 @@ func (e *Engine) compute(ctx context.Context, req Request) (*Response, stream.To
 	b.upto = upto
 	rp, v, err := b.rooms()
 	if err != nil {
+		return nil, since, err
+	}
+	if err := b.remoteInvites(rp); err != nil {
 		return nil, since, err
 	}
 	if !b.initial && v.covered {

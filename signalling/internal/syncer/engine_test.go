@@ -20,7 +20,7 @@ import (
 // fixture is one server's room service, index and engine over a fresh
 // store.
 type fixture struct {
-	t     *testing.T
+	t     testing.TB
 	ctx   context.Context
 	db    *storage.DB
 	rooms *rooms.Service
@@ -28,7 +28,7 @@ type fixture struct {
 	eng   *Engine
 }
 
-func newFixture(t *testing.T, backend string) *fixture {
+func newFixture(t testing.TB, backend string) *fixture {
 	t.Helper()
 	ctx := context.Background()
 	dsn, dir := storagetest.Fresh(t, backend)

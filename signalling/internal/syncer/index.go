@@ -55,6 +55,9 @@ type Index struct {
 	// unread counts an event may raise.
 	localJoined map[string]map[string]struct{}
 
+	// advanced is closed, and replaced, each time head moves (WaitFor).
+	advanced chan struct{}
+
 	poke   chan struct{}
 	stop   chan struct{}
 	done   chan struct{}
@@ -86,6 +89,7 @@ func NewIndex(ctx context.Context, cfg IndexConfig, deps IndexDeps) (*Index, err
 		unread:      map[unreadKey]unreadCount{},
 		localJoined: map[string]map[string]struct{}{},
 		poke:        make(chan struct{}, 1),
+		advanced:    make(chan struct{}),
 		stop:        make(chan struct{}),
 		done:        make(chan struct{}),
 	}
@@ -103,35 +107,87 @@ func (x *Index) load(ctx context.Context) error {
 		return err
 	}
 	for _, id := range ids {
-		info, err := x.deps.DB.Room(ctx, id)
-		if err != nil {
+		if err := x.loadRoom(ctx, id, false); err != nil {
 			return err
-		}
-		v, ok := rooms.LookupVersion(info.Version)
-		if !ok {
-			x.log.Warn("room of an unsupported version skipped", "room", id, "version", info.Version)
-			continue
-		}
-		x.versions[id] = v
-		var memberIDs []string
-		for k, ev := range info.Current {
-			if k.Type == "m.room.member" {
-				memberIDs = append(memberIDs, ev)
-			}
-		}
-		recs, err := x.deps.DB.Events(ctx, memberIDs)
-		if err != nil {
-			return err
-		}
-		for _, rec := range recs {
-			ev, err := rooms.ParseEvent(rec.JSON, v)
-			if err != nil || ev.StateKey() == nil {
-				continue
-			}
-			x.noteMember(id, ev, rec.StreamPos)
 		}
 	}
 	return nil
+}
+
+// loadRoom indexes the member events of a room's current state. With
+// onlyNew, members the index already knows are left as they are: a room
+// joined over federation arrives with its members as outliers, which the
+// tailer does not index, so the local user's join makes it read them
+// here.
+func (x *Index) loadRoom(ctx context.Context, id string, onlyNew bool) error {
+	info, err := x.deps.DB.Room(ctx, id)
+	if err != nil {
+		return err
+	}
+	v, ok := rooms.LookupVersion(info.Version)
+	if !ok {
+		x.log.Warn("room of an unsupported version skipped", "room", id, "version", info.Version)
+		return nil
+	}
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	x.versions[id] = v
+	var memberIDs []string
+	for k, ev := range info.Current {
+		if k.Type != "m.room.member" {
+			continue
+		}
+		if _, known := x.members.byRoom[id][k.StateKey]; onlyNew && known {
+			continue
+		}
+		memberIDs = append(memberIDs, ev)
+	}
+	recs, err := x.deps.DB.Events(ctx, memberIDs)
+	if err != nil {
+		return err
+	}
+	for _, rec := range recs {
+		ev, err := rooms.ParseEvent(rec.JSON, v)
+		if err != nil || ev.StateKey() == nil {
+			continue
+		}
+		x.noteMember(id, ev, rec.StreamPos)
+	}
+	return nil
+}
+
+// onlyMember reports whether user is the only member the index knows in
+// room: true for a room's creator, and for a room just joined over
+// federation, whose other members are not indexed yet. x.mu is held.
+func (x *Index) onlyMember(room, user string) bool {
+	for u := range x.members.byRoom[room] {
+		if u != user {
+			return false
+		}
+	}
+	return true
+}
+
+// WaitFor returns once the Index has read the event stream up to pos, so
+// that a request that stored an event (a join) and then asks about
+// membership sees its own write.
+func (x *Index) WaitFor(ctx context.Context, pos int64) error {
+	for {
+		x.mu.RLock()
+		head, advanced := x.head, x.advanced
+		x.mu.RUnlock()
+		if head >= pos {
+			return nil
+		}
+		x.Poke()
+		select {
+		case <-advanced:
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-x.stop:
+			return errors.New("syncer: index closed")
+		}
+	}
 }
 
 // EventsStored is the room service's Listener hook: it pokes the tailer.
@@ -196,6 +252,7 @@ func (x *Index) readOnce(ctx context.Context) (int, error) {
 	}
 	var wakes []wake
 	var redactions [][3]string
+	var localJoins []string
 	for _, rec := range recs {
 		v, err := x.version(ctx, rec.RoomID)
 		if err != nil {
@@ -221,6 +278,9 @@ func (x *Index) readOnce(ctx context.Context) (int, error) {
 		if e.visible && ev.Type() == "m.room.member" && ev.StateKey() != nil {
 			target = *ev.StateKey()
 			x.noteMember(rec.RoomID, ev, rec.StreamPos)
+			if x.isLocal(target) && ev.Membership() == "join" && x.onlyMember(rec.RoomID, target) {
+				localJoins = append(localJoins, rec.RoomID)
+			}
 		}
 		if e.visible {
 			x.countUnreadLocked(e)
@@ -242,6 +302,15 @@ func (x *Index) readOnce(ctx context.Context) (int, error) {
 			redactions = append(redactions, [3]string{rec.RoomID, string(ev.ID()), string(ev.Redacts())})
 		}
 	}
+	for _, room := range localJoins {
+		if err := x.loadRoom(ctx, room, true); err != nil {
+			x.log.Error("reading the members of a joined room failed", "room", room, "err", err)
+		}
+	}
+	x.mu.Lock()
+	close(x.advanced)
+	x.advanced = make(chan struct{})
+	x.mu.Unlock()
 	for _, r := range redactions {
 		if x.deps.OnRedaction != nil {
 			x.deps.OnRedaction(ctx, r[0], r[1], r[2])
@@ -331,9 +400,20 @@ type view struct {
 func (x *Index) view(user string, since, upto int64) view {
 	x.mu.RLock()
 	defer x.mu.RUnlock()
-	v := view{covered: x.window.covers(since), hist: map[string][]change{}}
-	for room, h := range x.members.byUser[user] {
-		v.hist[room] = append([]change(nil), h...)
+	rs := x.members.byUser[user]
+	v := view{covered: x.window.covers(since), hist: make(map[string][]change, len(rs))}
+	// One array holds the copies of every history (copies: the index
+	// keeps changing its own), each clipped so none can grow into the
+	// next.
+	n := 0
+	for _, h := range rs {
+		n += len(h)
+	}
+	all := make([]change, 0, n)
+	for room, h := range rs {
+		i := len(all)
+		all = append(all, h...)
+		v.hist[room] = all[i:len(all):len(all)]
 	}
 	if v.covered {
 		x.window.after(since, upto, func(e *entry) {

@@ -37,6 +37,30 @@ type RoomsPart struct {
 	Leave  map[string]*LeftRoom    `json:"leave,omitempty"`
 }
 
+// The maps of a RoomsPart are made on first use: most responses have
+// nothing for most of them.
+
+func (rp *RoomsPart) setJoin(room string, jr *JoinedRoom) {
+	if rp.Join == nil {
+		rp.Join = map[string]*JoinedRoom{}
+	}
+	rp.Join[room] = jr
+}
+
+func (rp *RoomsPart) setInvite(room string, ir *InvitedRoom) {
+	if rp.Invite == nil {
+		rp.Invite = map[string]*InvitedRoom{}
+	}
+	rp.Invite[room] = ir
+}
+
+func (rp *RoomsPart) setLeave(room string, lr *LeftRoom) {
+	if rp.Leave == nil {
+		rp.Leave = map[string]*LeftRoom{}
+	}
+	rp.Leave[room] = lr
+}
+
 // JoinedRoom is one room of rooms.join.
 type JoinedRoom struct {
 	Summary             *Summary     `json:"summary,omitempty"`

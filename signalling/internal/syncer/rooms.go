@@ -27,7 +27,7 @@ type builder struct {
 }
 
 func (b *builder) rooms() (*RoomsPart, view, error) {
-	rp := &RoomsPart{Join: map[string]*JoinedRoom{}, Invite: map[string]*InvitedRoom{}, Leave: map[string]*LeftRoom{}}
+	rp := &RoomsPart{}
 	x := b.e.deps.Index
 	v := x.view(b.req.UserID, b.since.Events, b.upto.Events)
 	b.hist = v.hist
@@ -48,13 +48,13 @@ func (b *builder) rooms() (*RoomsPart, view, error) {
 				if err != nil {
 					return nil, v, err
 				}
-				rp.Join[room] = jr
+				rp.setJoin(room, jr)
 			case "invite":
 				ir, err := b.invited(room, changeAt(h, b.upto.Events))
 				if err != nil {
 					return nil, v, err
 				}
-				rp.Invite[room] = ir
+				rp.setInvite(room, ir)
 			case "leave", "ban":
 				// A room left since a token the window cannot answer:
 				// the client must still learn it is gone. An initial sync
@@ -67,16 +67,12 @@ func (b *builder) rooms() (*RoomsPart, view, error) {
 					if err != nil {
 						return nil, v, err
 					}
-					rp.Leave[room] = lr
+					rp.setLeave(room, lr)
 				}
 			}
 		}
 	} else {
-		byRoom := map[string][]entry{}
-		for _, e := range v.events {
-			byRoom[e.room] = append(byRoom[e.room], e)
-		}
-		for room, evs := range byRoom {
+		for room, evs := range byRoom(v.events) {
 			if !f.wantRoom(room) {
 				continue
 			}
@@ -90,27 +86,27 @@ func (b *builder) rooms() (*RoomsPart, view, error) {
 				if err != nil {
 					return nil, v, err
 				}
-				rp.Join[room] = jr
+				rp.setJoin(room, jr)
 			case after == "join":
-				jr, err := b.incrementalJoined(room, h, evs)
+				jr, err := b.sharedJoined(room, h, evs)
 				if err != nil {
 					return nil, v, err
 				}
 				if jr != nil {
-					rp.Join[room] = jr
+					rp.setJoin(room, jr)
 				}
 			case after == "invite" && before != "invite":
 				ir, err := b.invited(room, changeAt(h, b.upto.Events))
 				if err != nil {
 					return nil, v, err
 				}
-				rp.Invite[room] = ir
+				rp.setInvite(room, ir)
 			case (after == "leave" || after == "ban") && (before == "join" || before == "invite"):
 				lr, err := b.left(room, h, evs)
 				if err != nil {
 					return nil, v, err
 				}
-				rp.Leave[room] = lr
+				rp.setLeave(room, lr)
 			}
 		}
 	}
@@ -125,6 +121,29 @@ func (b *builder) rooms() (*RoomsPart, view, error) {
 	return rp, v, nil
 }
 
+// byRoom groups events by room, each group in stream order. The usual
+// incremental sync has news in one room only; it needs no copy.
+func byRoom(evs []entry) map[string][]entry {
+	if len(evs) == 0 {
+		return nil
+	}
+	one := true
+	for _, e := range evs[1:] {
+		if e.room != evs[0].room {
+			one = false
+			break
+		}
+	}
+	if one {
+		return map[string][]entry{evs[0].room: evs}
+	}
+	m := map[string][]entry{}
+	for _, e := range evs {
+		m[e.room] = append(m[e.room], e)
+	}
+	return m
+}
+
 // withFullState gives every joined room its whole current state, for
 // full_state=true with a since token: rooms without news get an empty
 // timeline.
@@ -137,7 +156,7 @@ func (b *builder) withFullState(rp *RoomsPart, v view) error {
 		if jr == nil {
 			jr = newJoinedRoom()
 			jr.Timeline.PrevBatch = b.upto.String()
-			rp.Join[room] = jr
+			rp.setJoin(room, jr)
 		}
 		info, err := b.e.deps.DB.Room(b.ctx, room)
 		if err != nil {
@@ -180,7 +199,7 @@ func (b *builder) joinedRoomForExtras(rp *RoomsPart, room string) *JoinedRoom {
 	}
 	jr := newJoinedRoom()
 	jr.Timeline.PrevBatch = b.upto.String()
-	rp.Join[room] = jr
+	rp.setJoin(room, jr)
 	return jr
 }
 
