@@ -49,9 +49,6 @@ func newFederation(cfg config.Config, log *slog.Logger, keys *keyring.Keyring, d
 			return nil, nil, fmt.Errorf("--federation-ca %s holds no PEM certificate", cfg.FederationCA)
 		}
 	}
-	if cfg.FederationInsecure {
-		log.Warn("OUTBOUND FEDERATION CERTIFICATES ARE NOT CHECKED (--federation-insecure): any server can impersonate any other; use only in private test federations")
-	}
 	fed, err := federation.New(federation.Config{
 		ServerName:        cfg.ServerName,
 		KeyID:             keys.KeyID(),
