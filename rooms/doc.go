@@ -24,6 +24,9 @@
 // client-visible stream. Template and Complete are the two halves of
 // make_join/make_leave/make_knock, Countersign adds our signature to an
 // invite, and StateBefore and Extremities answer /state_ids and friends.
+// JoinPartial stores a room from a send_join answer without its members
+// (omit_members) as partial-state, CompleteState adds them once the full
+// state is fetched, and AwaitFullState lets callers wait for that.
 //
 // rooms must not import signalling, federation, sfu or pion; a test reads
 // the import graph to keep it so.

@@ -22,6 +22,10 @@ type givenRequest struct {
 	event   *incoming
 	state   []*incoming
 	chain   []*incoming
+	// partial: JoinPartial, whose state lacks the members; servers are
+	// the send_join answer's servers_in_room.
+	partial bool
+	servers []string
 }
 
 // Join stores this server's copy of a room joined over federation: the
@@ -244,7 +248,11 @@ func (w *worker) given(ctx context.Context, tx *txn, g *givenRequest) *result {
 		if reason != "" {
 			return &result{err: fmt.Errorf("rooms: join refused by its auth events: %s", reason)}
 		}
-		if err := auth.Allowed(ev, o.stateGetter(before)); err != nil {
+		state := o.stateGetter(before)
+		if g.partial {
+			state = withAuthMembers(state, authEvs)
+		}
+		if err := auth.Allowed(ev, state); err != nil {
 			return &result{err: fmt.Errorf("rooms: join refused by the state before it: %w", err)}
 		}
 	}
@@ -284,6 +292,9 @@ func (w *worker) given(ctx context.Context, tx *txn, g *givenRequest) *result {
 		stored = w.placeJoin(tx, k, before)
 		if err := w.noteBackward(ctx, tx, ev); err != nil {
 			return &result{err: err}
+		}
+		if g.partial {
+			tx.batch.PartialState = &storage.PartialStateRoom{JoinEvent: string(ev.ID()), Servers: g.servers}
 		}
 	} else if res := w.placeWithState(ctx, tx, k, before); res.err != nil {
 		return res

@@ -21,6 +21,7 @@ type Store interface {
 	AuthChain(ctx context.Context, eventIDs []string) ([]string, error)
 	StateAfter(ctx context.Context, eventID string) (storage.StateMap, error)
 	MissingPrevs(ctx context.Context, roomID string) ([]storage.MissingPrev, error)
+	PartialStateRoom(ctx context.Context, roomID string) (*storage.PartialStateRoom, error)
 	Commit(ctx context.Context, b *storage.Batch) error
 }
 
@@ -87,6 +88,9 @@ type Service struct {
 	// versions caches each known room's version (RoomID -> *pdu.Version)
 	// so remote events can be checked before they reach the worker.
 	versions sync.Map
+
+	// partial records which rooms are partial-state (partial.go).
+	partial partialRooms
 }
 
 // ErrClosed is returned for requests after Close.

@@ -31,7 +31,8 @@ func newTxn(w *worker) *txn {
 }
 
 func (t *txn) empty() bool {
-	return len(t.batch.Events) == 0 && len(t.batch.MissingPrevs) == 0 && !t.extremChanged && t.batch.CreateVersion == ""
+	return len(t.batch.Events) == 0 && len(t.batch.MissingPrevs) == 0 && !t.extremChanged && t.batch.CreateVersion == "" &&
+		t.batch.PartialState == nil && t.batch.CompleteState == nil
 }
 
 // add queues an event for the batch and returns its Stored record, whose

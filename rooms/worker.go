@@ -22,6 +22,7 @@ const (
 	reqGiven
 	reqTemplate
 	reqBackfill
+	reqComplete
 )
 
 type request struct {
@@ -32,6 +33,8 @@ type request struct {
 	given  *givenRequest
 	// backfill is a Backfill (backfill.go).
 	backfill *backfillRequest
+	// complete is a CompleteState (partial.go).
+	complete *completeRequest
 	reply    chan *result
 }
 
@@ -302,6 +305,8 @@ func (w *worker) handle(ctx context.Context, tx *txn, req *request) (res *result
 		return w.given(ctx, tx, req.given)
 	case reqBackfill:
 		return w.backfill(ctx, tx, req.backfill)
+	case reqComplete:
+		return w.complete(ctx, tx, req.complete)
 	case reqTemplate:
 		if err := w.load(ctx); err != nil {
 			return &result{err: err}

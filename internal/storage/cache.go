@@ -9,16 +9,21 @@ import (
 // of state entries it holds rather than by group count, because one room's
 // group can hold tens of thousands of entries and another's a dozen.
 //
-// Groups are immutable once committed, so a cached map never goes stale.
-// Maps handed out are shared and must not be modified; exported methods
-// return copies.
+// Groups are immutable once committed but for one change: completing a
+// partial-state room adds entries to its snapshots (partial.go), after
+// which invalidate drops the groups from the first changed one on. Readers
+// outside Commit put what they loaded through reader(), which refuses maps
+// loaded before an invalidation. Maps handed out are shared and must not
+// be modified; exported methods return copies.
 type groupCache struct {
 	max int // entry budget
 
-	mu   sync.Mutex // guards size, ll and m
+	mu   sync.Mutex // guards size, ll, m and epoch
 	size int
 	ll   *list.List // front = most recently used; values are *cacheEntry
 	m    map[int64]*list.Element
+	// epoch counts invalidations.
+	epoch uint64
 }
 
 type cacheEntry struct {
@@ -47,12 +52,24 @@ func (c *groupCache) get(id int64) (StateMap, bool) {
 // put caches state for id. A group larger than the whole budget is not
 // cached: it would only evict everything else and then itself.
 func (c *groupCache) put(id int64, state StateMap) {
+	c.mu.Lock()
+	epoch := c.epoch
+	c.mu.Unlock()
+	c.putAt(epoch, id, state)
+}
+
+// putAt is put for a load that began at epoch: a no-op if the cache was
+// invalidated since.
+func (c *groupCache) putAt(epoch uint64, id int64, state StateMap) {
 	w := weight(state)
 	if w > c.max {
 		return
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.epoch != epoch {
+		return
+	}
 	if el, ok := c.m[id]; ok {
 		c.ll.MoveToFront(el)
 		return
@@ -67,6 +84,39 @@ func (c *groupCache) put(id int64, state StateMap) {
 		c.size -= weight(e.state)
 	}
 }
+
+// invalidate drops every cached group from id on and refuses the puts of
+// loads that began before it.
+func (c *groupCache) invalidate(from int64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.epoch++
+	for id, el := range c.m {
+		if id >= from {
+			c.size -= weight(el.Value.(*cacheEntry).state)
+			c.ll.Remove(el)
+			delete(c.m, id)
+		}
+	}
+}
+
+// reader is the groupSource of one load outside Commit: its puts are
+// dropped if the cache was invalidated since it began, as what it read
+// may predate the change.
+func (c *groupCache) reader() groupSource {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return &epochReader{c: c, epoch: c.epoch}
+}
+
+type epochReader struct {
+	c     *groupCache
+	epoch uint64
+}
+
+func (r *epochReader) get(id int64) (StateMap, bool) { return r.c.get(id) }
+
+func (r *epochReader) put(id int64, state StateMap) { r.c.putAt(r.epoch, id, state) }
 
 // len reports the number of cached groups and entries (for tests).
 func (c *groupCache) len() (groups, entries int) {

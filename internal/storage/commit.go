@@ -63,6 +63,9 @@ func (db *DB) forget(b *Batch, rolledBack bool, savedPos, savedGroup int64) {
 // publish makes a committed batch's facts visible to later batches.
 func (w *commitTx) publish() {
 	w.src.publish()
+	if w.staleFrom != 0 {
+		w.db.groups.invalidate(w.staleFrom)
+	}
 	w.db.rooms[w.b.RoomID] = w.meta
 	for i := range w.b.Events {
 		w.db.recent.add(w.b.Events[i].Record.EventID, w.groups[w.b.Events[i].Record.EventID])
@@ -137,6 +140,11 @@ type commitTx struct {
 	// and before the events that reference them.
 	groupArgs []any
 	entryArgs []any
+
+	// staleFrom, if non-zero, is the first state group that a
+	// CompleteState changed in place: cached decodings from it on are
+	// dropped when the batch commits.
+	staleFrom int64
 }
 
 // groupRef is a state group and its distance from its snapshot.
@@ -170,6 +178,7 @@ func (w *commitTx) steps(ctx context.Context) error {
 		w.events,
 		w.missingPrevs,
 		w.backward,
+		w.partialState,
 		w.extremities,
 		w.currentState,
 		w.maxDepth,

@@ -2,9 +2,12 @@ package storage
 
 import (
 	"context"
+	"database/sql"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/plexus-chat/plexus/internal/storage/storagetest"
 )
 
 func TestParseDSN(t *testing.T) {
@@ -18,8 +21,8 @@ func TestParseDSN(t *testing.T) {
 		{dsn: "", dataDir: "/var/lib/plexus", backend: "sqlite", writeDSN: "file:/var/lib/plexus/plexus.db?_txlock", mkdir: "/var/lib/plexus"},
 		{dsn: "", dataDir: "/odd?dir#x%", backend: "sqlite", writeDSN: "file:/odd%3fdir%23x%25/plexus.db?", mkdir: "/odd?dir#x%"},
 		{dsn: "", dataDir: "", wantErr: true},
-		{dsn: "postgres://u:pw@h/db?sslmode=disable", backend: "postgres", writeDSN: "postgres://u:pw@h/db?sslmode=disable"},
-		{dsn: "postgresql://h/db", backend: "postgres", writeDSN: "postgresql://h/db"},
+		{dsn: "postgres://u:pw@h/db?sslmode=disable", backend: "postgres", writeDSN: "postgres://u:pw@h/db?jit=off&sslmode=disable"},
+		{dsn: "postgresql://h/db", backend: "postgres", writeDSN: "postgresql://h/db?jit=off"},
 		{dsn: "sqlite:/tmp/x.db", backend: "sqlite", writeDSN: "file:/tmp/x.db?_txlock"},
 		{dsn: "sqlite:///tmp/x.db", backend: "sqlite", writeDSN: "file:/tmp/x.db?_txlock"},
 		{dsn: "sqlite:rel/x.db", backend: "sqlite", writeDSN: "file:rel/x.db?"},
@@ -95,5 +98,34 @@ func TestSQLitePragmas(t *testing.T) {
 	}
 	if got := db.write.Stats().MaxOpenConnections; got != 1 {
 		t.Errorf("writer pool allows %d connections, want 1", got)
+	}
+}
+
+// TestPostgresSessionSettings checks that our PostgreSQL sessions run
+// without the JIT compiler unless the DSN asks for it.
+func TestPostgresSessionSettings(t *testing.T) {
+	ctx := context.Background()
+	dsn, _ := storagetest.Fresh(t, storagetest.Postgres)
+	for _, tc := range []struct{ dsn, want string }{
+		{dsn, "off"},
+		{dsn + "&jit=on", "on"},
+	} {
+		db, err := Open(ctx, tc.dsn, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for name, h := range map[string]*sql.DB{"write": db.write, "read": db.read} {
+			var got string
+			if err := h.QueryRowContext(ctx, "SHOW jit").Scan(&got); err != nil {
+				t.Fatal(err)
+			}
+			if got != tc.want {
+				t.Errorf("%s connection: jit = %q, want %q", name, got, tc.want)
+			}
+		}
+		db.Close()
+	}
+	if got := withoutJIT("postgres://u@h/db"); got != "postgres://u@h/db?jit=off" {
+		t.Errorf("withoutJIT = %q", got)
 	}
 }

@@ -21,7 +21,7 @@ func (db *DB) StateAfter(ctx context.Context, eventID string) (StateMap, error) 
 	if err != nil {
 		return nil, err
 	}
-	m, err := db.loadGroup(ctx, db.rstmts, nil, db.groups, g)
+	m, err := db.loadGroup(ctx, db.rstmts, nil, db.groups.reader(), g)
 	if err != nil {
 		return nil, fmt.Errorf("storage: state after %s: %w", eventID, err)
 	}
@@ -51,7 +51,7 @@ func (db *DB) StateGroupOf(ctx context.Context, eventID string) (int64, error) {
 // StateOfGroup returns the full state of a state group, or ErrNotFound. The
 // map is the caller's to modify.
 func (db *DB) StateOfGroup(ctx context.Context, groupID int64) (StateMap, error) {
-	m, err := db.loadGroup(ctx, db.rstmts, nil, db.groups, groupID)
+	m, err := db.loadGroup(ctx, db.rstmts, nil, db.groups.reader(), groupID)
 	if err != nil {
 		return nil, fmt.Errorf("storage: state group %d: %w", groupID, err)
 	}

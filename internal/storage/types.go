@@ -105,4 +105,11 @@ type Batch struct {
 	// checked), are deleted.
 	BackwardExtremities []string
 	DropBackward        []string
+
+	// PartialState, if set, records the room as joined with a partial
+	// state (see PartialStateRoom; RoomID is taken from the batch).
+	PartialState *PartialStateRoom
+	// CompleteState, if set, adds the entries a partial-state join lacked
+	// to the room's states and current state, and clears the record.
+	CompleteState *StateCompletion
 }
