@@ -41,6 +41,9 @@ type Store interface {
 	Events(ctx context.Context, eventIDs []string) (map[string]*storage.EventRecord, error)
 	AuthChain(ctx context.Context, eventIDs []string) ([]string, error)
 	StateAfter(ctx context.Context, eventID string) (storage.StateMap, error)
+	// View reads the redactions table, whose rows say which events are
+	// served redacted (redact.go).
+	View(ctx context.Context, fn func(*storage.Tx) error) error
 }
 
 // Graph is what the room endpoints need the room service to compute.

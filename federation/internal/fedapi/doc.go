@@ -11,7 +11,10 @@
 // endpoints answer only a server allowed to see the room (access.go):
 // one that the room's server ACL admits and that has a user joined in the
 // room, now or at the event asked about, or any server when the room's
-// history is world-readable. Rejected events are never served.
+// history is world-readable. Rejected events are never served, and an
+// event that an accepted redaction applies to is served redacted (with
+// the room version's algorithm, which keeps what its signatures and event
+// ID cover: redact.go).
 //
 // Data about rooms comes from the event store (Store, which *storage.DB
 // implements) and the room service (Graph: the state before an event);

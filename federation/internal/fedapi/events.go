@@ -54,11 +54,15 @@ func (a *API) event(w http.ResponseWriter, r *http.Request, req *fedhttp.Request
 	if err == nil {
 		err = a.checkRoomAccess(ctx, req.Origin, rec.RoomID, []string{rec.EventID})
 	}
+	var out []*storage.EventRecord
+	if err == nil {
+		out, err = a.redacted(ctx, []*storage.EventRecord{rec})
+	}
 	if err != nil {
 		server.WriteError(w, err)
 		return
 	}
-	server.WriteRawJSON(w, http.StatusOK, a.transaction([]*storage.EventRecord{rec}))
+	server.WriteRawJSON(w, http.StatusOK, a.transaction(out))
 }
 
 // stateRequest checks a /state or /state_ids request and returns the
@@ -100,6 +104,9 @@ func (a *API) state(w http.ResponseWriter, r *http.Request, req *fedhttp.Request
 		return
 	}
 	evs, err := a.store.Events(r.Context(), append(slices.Clip(st), ch...))
+	if err == nil {
+		evs, err = a.redactedMap(r.Context(), evs)
+	}
 	if err != nil {
 		server.WriteError(w, err)
 		return
@@ -147,6 +154,9 @@ func (a *API) eventAuth(w http.ResponseWriter, r *http.Request, req *fedhttp.Req
 		return
 	}
 	evs, err := a.store.Events(ctx, chain)
+	if err == nil {
+		evs, err = a.redactedMap(ctx, evs)
+	}
 	if err != nil {
 		server.WriteError(w, err)
 		return
@@ -196,6 +206,9 @@ func (a *API) backfill(w http.ResponseWriter, r *http.Request, req *fedhttp.Requ
 		return
 	}
 	out, err := a.walkBack(ctx, roomID, start, nil, 0, limit, true)
+	if err == nil {
+		out, err = a.redacted(ctx, out)
+	}
 	if err != nil {
 		server.WriteError(w, err)
 		return
@@ -252,6 +265,9 @@ func (a *API) getMissingEvents(w http.ResponseWriter, r *http.Request, req *fedh
 		skip[id] = true
 	}
 	out, err := a.walkBack(ctx, roomID, start, skip, body.MinDepth, limit, false)
+	if err == nil {
+		out, err = a.redacted(ctx, out)
+	}
 	if err != nil {
 		server.WriteError(w, err)
 		return
@@ -366,7 +382,8 @@ func (q *depthQueue) Pop() any {
 
 // transaction wraps PDUs in the Transaction object the spec answers
 // /event and /backfill with: origin, origin_server_ts and pdus. The PDUs
-// are the stored bytes, unchanged: they are signed.
+// are the stored bytes, redacted if a redaction applies (redact.go) and
+// otherwise unchanged: they are signed.
 func (a *API) transaction(evs []*storage.EventRecord) []byte {
 	var b bytes.Buffer
 	b.WriteString(`{"origin":`)

@@ -8,7 +8,9 @@
 // /.well-known/matrix/server with caching, SRV _matrix-fed._tcp and the
 // deprecated _matrix._tcp, port 8448), signs each request with the
 // server's key (Authorization: X-Matrix, "Request Authentication") and
-// decodes the answer. A Resolve override sends a server name straight to
+// decodes the answer; DoRaw hands back an answer that is not JSON (media)
+// unread, and GetURL fetches the unsigned Location a media answer may
+// point to. A Resolve override sends a server name straight to
 // a host:port, for private federations whose server names are not DNS
 // names; the certificate is then checked against the server name.
 //
