@@ -11,6 +11,8 @@ package federation_test
 //
 // All set-up (building plexus, starting servers, registering users) runs
 // inside the benchmark functions, so a plain `go test` does none of it.
+// With PLEXUS_BENCH_PERF=<folder>, the servers are profiled with
+// `perf record -g` during each measured part (see startPerf).
 
 import (
 	"bytes"
@@ -343,6 +345,7 @@ func BenchmarkFederationThroughput(b *testing.B) {
 
 				const msgs = 5000
 				total := max(b.N, msgs)
+				stopPerf := startPerf(b, fmt.Sprintf("throughput-%s-%d", backend, nRooms), f.Servers["hs1"], f.Servers["hs2"])
 				b.ResetTimer()
 				start := time.Now()
 				if err := parallel(total, len(senders), func(i int) error {
@@ -355,6 +358,7 @@ func BenchmarkFederationThroughput(b *testing.B) {
 				w.received(b, total, 5*time.Minute)
 				elapsed := time.Since(start)
 				b.StopTimer()
+				stopPerf()
 				lats := w.stop()
 				b.ReportMetric(float64(total)/elapsed.Seconds(), "events/s")
 				b.ReportMetric(float64(total)/accepted.Seconds(), "hs1-accept/s")
@@ -453,6 +457,7 @@ func BenchmarkFederationCatchUp(b *testing.B) {
 			start := time.Now()
 			hs2.Start(b)
 			up := time.Since(start)
+			stopPerf := startPerf(b, "catchup-"+backend, hs1, hs2)
 			if _, err := bob.send(ctx, roomID, "back"); err != nil {
 				b.Fatal(err)
 			}
@@ -460,6 +465,7 @@ func BenchmarkFederationCatchUp(b *testing.B) {
 			waitFor(b, 10*time.Minute, "hs2 to place every missed event", func() bool { return hs2.CountPlaced(b, roomID) >= want })
 			elapsed := time.Since(start)
 			b.StopTimer()
+			stopPerf()
 			g := hs2.Graph(b, roomID)
 			for _, id := range ids {
 				if _, ok := g.Prevs[id]; !ok {
@@ -494,9 +500,6 @@ func BenchmarkFederationCatchUp(b *testing.B) {
 // Registering 10,000 accounts costs 10,000 argon2id hashes, so set-up
 // takes minutes; the timer runs over all of it (ns/op is not a figure
 // here) so that the framework never runs it twice.
-//
-// With PLEXUS_BENCH_PERF set to a folder, the joins are recorded with
-// `perf record -g` on both servers (hs1-N.data, hsX-N.data there).
 func BenchmarkFederationJoin(b *testing.B) {
 	for _, backend := range storagetest.Backends {
 		b.Run(backend, func(b *testing.B) {
@@ -534,7 +537,7 @@ func benchJoin(b *testing.B, backend string) {
 		b.Logf("%d members joined in %v", size, time.Since(t1))
 		joiner := registerMany(b, joinServer, "joiner", 1)[0]
 
-		stopPerf := startPerf(b, fmt.Sprint(size), hs1, joinServer)
+		stopPerf := startPerf(b, fmt.Sprintf("join-%s-%d", backend, size), hs1, joinServer)
 		start := time.Now()
 		if err := joiner.join(ctx, roomID, "hs1"); err != nil {
 			b.Fatal(err)
@@ -568,8 +571,9 @@ func benchJoin(b *testing.B, backend string) {
 	}
 }
 
-// startPerf records both servers' CPU profiles with perf while a join
-// runs, if PLEXUS_BENCH_PERF names a folder; the returned func stops it.
+// startPerf records the servers' CPU profiles (perf record -g) during a
+// benchmark's measured part, if PLEXUS_BENCH_PERF names a folder: the
+// files are <server>-<tag>.data there. The returned func stops perf.
 func startPerf(b *testing.B, tag string, servers ...*fedtest.Server) func() {
 	dir := os.Getenv("PLEXUS_BENCH_PERF")
 	if dir == "" {
@@ -584,9 +588,8 @@ func startPerf(b *testing.B, tag string, servers ...*fedtest.Server) func() {
 		}
 		cmds = append(cmds, cmd)
 	}
-	// perf needs a moment to attach; events before that go unrecorded,
-	// which only makes the profile shorter.
-	time.Sleep(500 * time.Millisecond)
+	// perf attaches within milliseconds; there is no wait for it, so the
+	// measured times stay the same with or without profiling.
 	return func() {
 		for _, cmd := range cmds {
 			_ = cmd.Process.Signal(os.Interrupt)

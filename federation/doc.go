@@ -10,7 +10,9 @@
 // received PDU refers to that this server lacks (missing prev events with
 // get_missing_events, falling back to state_ids and state resolution).
 // Joins, leaves and invites across servers are the make_/send_ handshakes
-// of "Joining Rooms", "Leaving Rooms" and "Inviting to a room".
+// of "Joining Rooms", "Leaving Rooms" and "Inviting to a room". A join
+// may be partial-state (send_join with omit_members; partial.go): the
+// members are fetched in the background while the user already takes part.
 //
 // The package sits on rooms and storage only. What it needs from the
 // client side (profiles, device keys, to-device delivery) it reaches through

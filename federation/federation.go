@@ -46,6 +46,10 @@ type Config struct {
 	RequestTimeout time.Duration
 	// Queue tunes the outbound queues; zero fields take their defaults.
 	Queue queue.Config
+	// PartialStateJoins makes joins ask for a partial state (send_join
+	// with omit_members) and fetch the members in the background
+	// (partial.go); off, a join waits for the full state.
+	PartialStateJoins bool
 }
 
 // EDUHandler delivers EDUs received from other servers to local users:
@@ -198,7 +202,8 @@ func (f *Federation) Start(ctx context.Context) error {
 	}
 	f.wg.Add(1)
 	go f.runOutbound()
-	return nil
+	// Partial-state joins (partial.go): complete what the last run left.
+	return f.resumePartialStates(ctx)
 }
 
 // Close stops the outbound queues and background work. It is idempotent.

@@ -237,6 +237,13 @@ func (f *Federation) receiveRoomPDUs(ctx context.Context, origin, roomID string,
 		return err
 	}
 	rid := rooms.RoomID(roomID)
+	// Partial-state joins (partial.go, H14): the room's events wait
+	// until its full state is known; an error (the sender gave up) is
+	// ours, so the transaction is not recorded and its retry is
+	// processed.
+	if err := f.deps.Rooms.AwaitFullState(ctx, rid); err != nil {
+		return err
+	}
 	res, err := f.deps.Rooms.AdmitMany(ctx, rid, pdus)
 	if err != nil {
 		// The room service did not look at the PDUs (closed, cancelled,

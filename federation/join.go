@@ -51,6 +51,16 @@ func (f *Federation) makeMembership(membership string) fedhttp.Handler {
 			server.WriteError(w, err)
 			return
 		}
+		if partial, err := f.deps.Rooms.PartialState(r.Context(), rooms.RoomID(roomID)); err != nil || partial {
+			// Our copy lacks the members until its state is complete
+			// (partial.go): a template, and the send_join answer after
+			// it, would be wrong. Another resident can serve it.
+			if err == nil {
+				err = mxerr.NotFound("This server does not have the full state of the room yet")
+			}
+			server.WriteError(w, err)
+			return
+		}
 		if membership != "leave" && !versionAccepted(r.URL.Query()["ver"], info.Version) {
 			// "The room version the server supports ... is not listed
 			// in ver": M_INCOMPATIBLE_ROOM_VERSION with room_version.
@@ -194,8 +204,15 @@ func (f *Federation) joinResponse(ctx context.Context, roomID string, join *room
 		return nil, err
 	}
 	resp := &sendJoinResponse{Origin: f.cfg.ServerName, Event: joinJSON, State: []json.RawMessage{}, AuthChain: []json.RawMessage{}}
-	inState := map[string]bool{}
+	listed := map[string]bool{} // in state, or already in the auth chain
 	servers := map[string]bool{f.cfg.ServerName: true}
+	// The auth chain is that of the join too: an omitted member event the
+	// join cites (its user's invite, knock or earlier membership) goes
+	// there, or the joining server cannot check the join.
+	joinAuth := map[string]bool{}
+	for _, id := range join.AuthEvents() {
+		joinAuth[string(id)] = true
+	}
 	for _, id := range state {
 		rec := recs[string(id)]
 		if rec == nil {
@@ -206,14 +223,18 @@ func (f *Federation) joinResponse(ctx context.Context, roomID string, join *room
 				servers[serverOf(*rec.StateKey)] = true
 			}
 			if omitMembers {
+				if joinAuth[string(id)] {
+					listed[string(id)] = true
+					resp.AuthChain = append(resp.AuthChain, rec.JSON)
+				}
 				continue
 			}
 		}
-		inState[string(id)] = true
+		listed[string(id)] = true
 		resp.State = append(resp.State, rec.JSON)
 	}
 	for _, id := range chain {
-		if omitMembers && inState[string(id)] {
+		if omitMembers && listed[string(id)] {
 			continue
 		}
 		rec := recs[string(id)]
@@ -327,6 +348,11 @@ func (f *Federation) joinVia(ctx context.Context, dest, roomID, userID string, v
 	}
 	var resp sendJoinResponse
 	path = "/_matrix/federation/v2/send_join/" + pathEscape(roomID) + "/" + pathEscape(string(ev.ID()))
+	if f.cfg.PartialStateJoins {
+		// A partial-state join (partial.go): the answer may leave the
+		// member events out of the state.
+		path += "?omit_members=true"
+	}
 	if err := f.client.Do(ctx, dest, "PUT", path, json.RawMessage(ev.JSON()), &resp); err != nil {
 		return "", err
 	}
@@ -335,6 +361,9 @@ func (f *Federation) joinVia(ctx context.Context, dest, roomID, userID string, v
 		// The resident may add its signature (restricted joins); the
 		// event must still be ours.
 		joinJSON = resp.Event
+	}
+	if resp.MembersOmitted {
+		return f.joinPartial(ctx, dest, roomID, joinJSON, &resp)
 	}
 	a, err := f.deps.Rooms.Join(ctx, rooms.RoomID(roomID), joinJSON, rawList(resp.State), rawList(resp.AuthChain))
 	if err != nil {

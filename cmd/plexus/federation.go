@@ -58,6 +58,7 @@ func newFederation(cfg config.Config, log *slog.Logger, keys *keyring.Keyring, d
 		Insecure:          cfg.FederationInsecure,
 		TrustedKeyServers: cfg.TrustedKeyServers,
 		Version:           version,
+		PartialStateJoins: cfg.FederationPartialJoins,
 	}, federation.Deps{DB: db, Logger: log.With("component", "federation")})
 	if err != nil {
 		return nil, nil, err
@@ -81,5 +82,15 @@ type listeners []rooms.Listener
 func (ls listeners) EventsStored(roomID rooms.RoomID, events []*rooms.Stored) {
 	for _, l := range ls {
 		l.EventsStored(roomID, events)
+	}
+}
+
+// StateCompleted passes on rooms.StateListener's notice to the listeners
+// that hear it.
+func (ls listeners) StateCompleted(roomID rooms.RoomID) {
+	for _, l := range ls {
+		if sl, ok := l.(rooms.StateListener); ok {
+			sl.StateCompleted(roomID)
+		}
 	}
 }

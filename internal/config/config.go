@@ -71,6 +71,9 @@ type Config struct {
 	FederationResolve []ResolveEntry
 	// TrustedKeyServers are the notaries asked for server keys.
 	TrustedKeyServers []string
+	// FederationPartialJoins makes joins over federation partial-state
+	// joins (send_join with omit_members; members fetched afterwards).
+	FederationPartialJoins bool
 
 	// TURN relay
 	//

@@ -36,11 +36,13 @@ func defaults() Config {
 		// TURN relay
 		TURNListen:       "127.0.0.1:3478",
 		FederationListen: "127.0.0.1:8448",
-		TURNRelayPorts:   PortRange{49152, 65535},
-		TURNUserQuota:    20,
-		TURNTotalQuota:   1000,
-		TURNMaxBitrate:   10000,
-		TURNMaxLifetime:  12 * time.Hour,
+		// Partial-state joins are on unless turned off.
+		FederationPartialJoins: true,
+		TURNRelayPorts:         PortRange{49152, 65535},
+		TURNUserQuota:          20,
+		TURNTotalQuota:         1000,
+		TURNMaxBitrate:         10000,
+		TURNMaxLifetime:        12 * time.Hour,
 	}
 }
 
