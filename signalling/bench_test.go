@@ -188,9 +188,10 @@ func benchDelivery(b *testing.B, srv *plexusProc, sender *api, members []*api, r
 	n := len(members)
 	total := max(b.N, 2*rate)
 	var (
-		mu   sync.Mutex
-		lats []time.Duration
-		got  atomic.Int64
+		mu      sync.Mutex
+		lats    []time.Duration
+		got     atomic.Int64
+		limited atomic.Int64 // syncs whose timeline was cut short
 	)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -213,12 +214,9 @@ func benchDelivery(b *testing.B, srv *plexusProc, sender *api, members []*api, r
 					Rooms     struct {
 						Join map[string]struct {
 							Timeline struct {
-								Events []struct {
-									Type    string `json:"type"`
-									Content struct {
-										Sent int64 `json:"sent_us"`
-									} `json:"content"`
-								} `json:"events"`
+								Events    []benchEvent `json:"events"`
+								Limited   bool         `json:"limited"`
+								PrevBatch string       `json:"prev_batch"`
 							} `json:"timeline"`
 						} `json:"join"`
 					} `json:"rooms"`
@@ -230,6 +228,7 @@ func benchDelivery(b *testing.B, srv *plexusProc, sender *api, members []*api, r
 					return
 				}
 				now := time.Now().UnixMicro()
+				prevSince := since
 				since = r.NextBatch
 				if first {
 					// The initial sync: from here on, everything is new.
@@ -237,13 +236,26 @@ func benchDelivery(b *testing.B, srv *plexusProc, sender *api, members []*api, r
 					ready <- struct{}{}
 					continue
 				}
-				for _, jr := range r.Rooms.Join {
-					for _, ev := range jr.Timeline.Events {
+				note := func(evs []benchEvent, at int64) {
+					for _, ev := range evs {
 						if ev.Type == "m.room.message" && ev.Content.Sent > 0 {
 							mu.Lock()
-							lats = append(lats, time.Duration(now-ev.Content.Sent)*time.Microsecond)
+							lats = append(lats, time.Duration(at-ev.Content.Sent)*time.Microsecond)
 							mu.Unlock()
 							got.Add(1)
+						}
+					}
+				}
+				for id, jr := range r.Rooms.Join {
+					note(jr.Timeline.Events, now)
+					if jr.Timeline.Limited {
+						// More arrived than the timeline holds: page back
+						// to the previous token, as a client does, and
+						// count those events as delivered when they come.
+						limited.Add(1)
+						if err := fillLimited(ctx, m, id, jr.Timeline.PrevBatch, prevSince, note); err != nil && ctx.Err() == nil {
+							b.Error(err)
+							return
 						}
 					}
 				}
@@ -288,6 +300,7 @@ func benchDelivery(b *testing.B, srv *plexusProc, sender *api, members []*api, r
 	b.ReportMetric(float64(lats[len(lats)*99/100].Microseconds())/1000, "p99-ms")
 	b.ReportMetric(float64(total)/elapsed.Seconds(), "msgs/s")
 	b.ReportMetric(cpu/float64(total)*1000, "server-cpu-s/1k-msgs")
+	b.ReportMetric(float64(limited.Load()), "limited-syncs")
 }
 
 // BenchmarkSend measures messages sent per second over HTTP by 64
@@ -349,4 +362,34 @@ func BenchmarkSend(b *testing.B) {
 			b.ReportMetric((srv.cpu(b)-cpu0)/float64(b.N)*1000, "server-cpu-s/1k-msgs")
 		})
 	}
+}
+
+// benchEvent is what the delivery benchmark reads of a timeline event.
+type benchEvent struct {
+	Type    string `json:"type"`
+	Content struct {
+		Sent int64 `json:"sent_us"`
+	} `json:"content"`
+}
+
+// fillLimited pages /messages back from a limited timeline's prev_batch
+// to the token of the sync before it, handing each page to note with the
+// time it arrived.
+func fillLimited(ctx context.Context, m *api, roomID, from, to string, note func([]benchEvent, int64)) error {
+	for from != "" {
+		q := "/_matrix/client/v3/rooms/" + url.PathEscape(roomID) + "/messages?dir=b&limit=1000&from=" + url.QueryEscape(from) + "&to=" + url.QueryEscape(to)
+		var page struct {
+			Chunk []benchEvent `json:"chunk"`
+			End   string       `json:"end"`
+		}
+		if err := m.doCtx(ctx, "GET", q, nil, &page); err != nil {
+			return err
+		}
+		note(page.Chunk, time.Now().UnixMicro())
+		if len(page.Chunk) == 0 {
+			return nil
+		}
+		from = page.End
+	}
+	return nil
 }

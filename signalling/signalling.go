@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/plexus-chat/plexus/internal/cjson"
+	"github.com/plexus-chat/plexus/internal/fedlocal"
 	"github.com/plexus-chat/plexus/internal/server"
 	"github.com/plexus-chat/plexus/internal/storage"
 	"github.com/plexus-chat/plexus/rooms"
@@ -152,6 +153,10 @@ type Federation interface {
 	Knock(ctx context.Context, roomID, userID string, servers []string, content map[string]any) (json.RawMessage, []json.RawMessage, error)
 	QueryDirectory(ctx context.Context, alias string) (roomID string, servers []string, err error)
 	QueryProfile(ctx context.Context, userID, field string) (map[string]json.RawMessage, error)
+	// FetchMedia downloads mxc://server/mediaID (a thumbnail of it when
+	// thumb is set) from its origin; the Body yields at most maxBytes+1
+	// bytes and the caller closes it (federation_media.go).
+	FetchMedia(ctx context.Context, server, mediaID string, thumb *fedlocal.ThumbnailSize, maxBytes int64) (*fedlocal.MediaFile, error)
 }
 
 // Signalling is the whole client side.
@@ -245,7 +250,7 @@ func New(cfg Config, deps Deps) (*Signalling, error) {
 		mediaDir = filepath.Join(cfg.DataDir, "media")
 	}
 	s.media, err = media.New(media.Config{ServerName: cfg.ServerName, Dir: mediaDir, MaxUploadBytes: cfg.MaxUploadBytes},
-		media.Deps{DB: deps.DB, Logger: deps.Logger.With("component", "media"), Now: deps.Now})
+		media.Deps{DB: deps.DB, Logger: deps.Logger.With("component", "media"), Now: deps.Now, Remote: mediaRemote(deps.Federation)})
 	if err != nil {
 		return nil, err
 	}

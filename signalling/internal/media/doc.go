@@ -22,6 +22,8 @@
 // over Config.MaxImagePixels are refused from their header alone, before
 // any pixel is decoded (decompression bombs).
 //
-// Media of other servers answers 404 until federation supplies a
-// [Remote]; see Deps.Remote.
+// Media of other servers is fetched through a [Remote] (federation, see
+// Deps.Remote) on first request and cached like an upload, so later
+// downloads and thumbnails of it need no other server; without a Remote it
+// answers 404.
 package media

@@ -164,6 +164,7 @@ func (a *API) members(w http.ResponseWriter, r *http.Request, s *endpoint.Sessio
 			return
 		}
 	}
+	a.awaitMembers(ctx, roomID)
 	state, err := a.readableState(ctx, roomID, s.UserID)
 	if err != nil {
 		endpoint.Fail(w, err)
@@ -265,6 +266,7 @@ func (a *API) joinedMembers(w http.ResponseWriter, r *http.Request, s *endpoint.
 		endpoint.Fail(w, err)
 		return
 	}
+	a.awaitMembers(ctx, roomID)
 	info, err := a.deps.DB.Room(ctx, roomID)
 	if err != nil {
 		endpoint.Fail(w, err)

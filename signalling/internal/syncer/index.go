@@ -57,6 +57,9 @@ type Index struct {
 
 	// advanced is closed, and replaced, each time head moves (WaitFor).
 	advanced chan struct{}
+	// completed lists rooms whose partial state was completed since the
+	// tailer last ran (partial.go).
+	completed []string
 
 	poke   chan struct{}
 	stop   chan struct{}
@@ -224,6 +227,7 @@ func (x *Index) tail() {
 		case <-x.poke:
 		case <-tick.C:
 		}
+		x.loadCompleted(context.Background())
 		for {
 			n, err := x.readOnce(context.Background())
 			if err != nil {
