@@ -66,7 +66,7 @@ test: node-setup ## run every test; -race except on NORACE_PKGS; PostgreSQL at P
 	if [ -n "$$norace" ]; then echo "go test $$(wc -l <<<"$$norace") packages"; go test $(TESTFLAGS) $$norace; fi
 
 bench: ## run every benchmark once and print its figures
-	go test -run '^$$' -bench . -benchmem ./...
+	go test -run '^$$' -bench . -benchmem -timeout 60m ./...
 
 lint: ## gofmt, go vet and staticcheck; fails on any finding
 	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt -w needed on:"; echo "$$out"; exit 1; fi
