@@ -483,19 +483,22 @@ func BenchmarkFederationCatchUp(b *testing.B) {
 // BenchmarkFederationJoin: rooms on hs1 with 1,000 and 10,000 joined
 // members (local users of hs1, registered once and joined concurrently
 // over the client API; setup-register-s and setup-join-s say how long
-// that took). hs2 joins the 1,000-member room and hs3 the 10,000-member
-// one, each for the first time. For each size:
+// that took). For each size two servers join the room for the first
+// time, one with full-state joins (--federation-partial-joins=off) and one
+// with partial-state joins (the default):
 //
-//   - full-join-s: a user of the joining server completes POST /join
-//     through hs1: make_join, send_join (full state), checking and storing
-//     the room on the joining server;
-//   - send_join-{full,partial}-{ms,MB}: make_join plus send_join v2 with
-//     and without omit_members (partial state, MSC3706) for a fresh user
-//     of the joining server, signed with that server's key from this
-//     process, and the size of the send_join answer. Plexus does not
-//     send omit_members when it joins, so this is what a partial-state
-//     join would save on the resident side and the wire, not a
-//     partial-state join end to end.
+//   - full-join-N-s: a user of the full-state server completes POST /join:
+//     make_join, send_join (full state), checking and storing the room;
+//   - partial-join-N-s: the same on the partial-state server: send_join
+//     with omit_members, the room stored without its members, POST /join
+//     answered; the user can send and receive from then on;
+//   - partial-complete-N-s: from the same start until the partial-state
+//     server has fetched and stored the full state in the background (its
+//     copy of the room holds every member);
+//   - send_join-{full,partial}-{ms,MB}: the resident's side alone: make_join
+//     plus send_join v2 with and without omit_members for a fresh user,
+//     signed with the joining server's key from this process, and the size
+//     of the answer.
 //
 // Registering 10,000 accounts costs 10,000 argon2id hashes, so set-up
 // takes minutes; the timer runs over all of it (ns/op is not a figure
@@ -511,22 +514,37 @@ func BenchmarkFederationJoin(b *testing.B) {
 func benchJoin(b *testing.B, backend string) {
 	ctx := context.Background()
 	sizes := []int{1000, 10000}
-	var opts fedtest.Options
+	// hs2 and hs3 join the 1,000-member room, hs4 and hs5 the other; the
+	// even ones with full-state joins.
+	opts := fedtest.Options{ServerArgs: map[string][]string{
+		"hs2": {"--federation-partial-joins=off"},
+		"hs4": {"--federation-partial-joins=off"},
+	}}
 	if backend == storagetest.Postgres {
 		opts.Postgres = func(string) string {
 			dsn, _ := storagetest.Fresh(b, backend)
 			return dsn
 		}
 	}
-	f := fedtest.New(b, opts, "hs1", "hs2", "hs3")
+	f := fedtest.New(b, opts, "hs1", "hs2", "hs3", "hs4", "hs5")
 	f.Start(b)
 	hs1 := f.Servers["hs1"]
 	t0 := time.Now()
 	users := registerMany(b, hs1, "m", sizes[len(sizes)-1])
 	b.ReportMetric(time.Since(t0).Seconds(), "setup-register-s")
 	b.Logf("registered %d users in %v", len(users), time.Since(t0))
+	members := func(s *fedtest.Server, roomID string) int {
+		n := 0
+		for k := range s.Graph(b, roomID).State {
+			if strings.HasPrefix(k, "m.room.member\x00") {
+				n++
+			}
+		}
+		return n
+	}
 	for i, size := range sizes {
-		joinServer := f.Servers[fmt.Sprintf("hs%d", i+2)]
+		fullServer := f.Servers[fmt.Sprintf("hs%d", 2*i+2)]
+		partialServer := f.Servers[fmt.Sprintf("hs%d", 2*i+3)]
 		t1 := time.Now()
 		roomID, err := users[0].createRoom(ctx)
 		if err != nil {
@@ -535,35 +553,46 @@ func benchJoin(b *testing.B, backend string) {
 		joinAll(b, users[1:size], roomID, "")
 		b.ReportMetric(time.Since(t1).Seconds(), fmt.Sprintf("setup-join-%d-s", size))
 		b.Logf("%d members joined in %v", size, time.Since(t1))
-		joiner := registerMany(b, joinServer, "joiner", 1)[0]
 
-		stopPerf := startPerf(b, fmt.Sprintf("join-%s-%d", backend, size), hs1, joinServer)
-		start := time.Now()
-		if err := joiner.join(ctx, roomID, "hs1"); err != nil {
-			b.Fatal(err)
-		}
-		full := time.Since(start)
-		stopPerf()
-		b.ReportMetric(full.Seconds(), fmt.Sprintf("full-join-%d-s", size))
-		b.Logf("%d members: full-state join through the client API in %v", size, full)
-		g := joinServer.Graph(b, roomID)
-		n := 0
-		for k := range g.State {
-			if strings.HasPrefix(k, "m.room.member\x00") {
-				n++
+		for _, js := range []struct {
+			server *fedtest.Server
+			mode   string
+		}{{fullServer, "full"}, {partialServer, "partial"}} {
+			joiner := registerMany(b, js.server, "joiner", 1)[0]
+			stopPerf := startPerf(b, fmt.Sprintf("join-%s-%s-%d", js.mode, backend, size), hs1, js.server)
+			start := time.Now()
+			if err := joiner.join(ctx, roomID, "hs1"); err != nil {
+				b.Fatal(err)
 			}
-		}
-		if n != size+1 {
-			b.Fatalf("%s's copy has %d members, want %d", joinServer.Name, n, size+1)
+			joined := time.Since(start)
+			b.ReportMetric(joined.Seconds(), fmt.Sprintf("%s-join-%d-s", js.mode, size))
+			b.Logf("%d members: %s-state join through the client API in %v", size, js.mode, joined)
+			if js.mode == "full" {
+				stopPerf()
+				if n := members(js.server, roomID); n != size+1 {
+					b.Fatalf("%s's copy has %d members after a full-state join, want %d", js.server.Name, n, size+1)
+				}
+				continue
+			}
+			fedtest.Eventually(b, 10*time.Minute, "the partial-state room to be completed", func() (bool, error) {
+				return !js.server.PartialState(b, roomID), nil
+			})
+			complete := time.Since(start)
+			stopPerf()
+			if n := members(js.server, roomID); n != size+1 {
+				b.Fatalf("%s's copy has %d members after completing its state, want %d", js.server.Name, n, size+1)
+			}
+			b.ReportMetric(complete.Seconds(), fmt.Sprintf("partial-complete-%d-s", size))
+			b.Logf("%d members: partial-state room completed %v after the join began", size, complete)
 		}
 
-		sj := newSendJoiner(b, f, joinServer.Name)
+		sj := newSendJoiner(b, f, fullServer.Name)
 		for _, omit := range []bool{false, true} {
 			name := "full"
 			if omit {
 				name = "partial"
 			}
-			d, size2, state, chain := sj.join(b, roomID, fmt.Sprintf("@sj_%s:%s", name, joinServer.Name), omit)
+			d, size2, state, chain := sj.join(b, roomID, fmt.Sprintf("@sj_%s:%s", name, fullServer.Name), omit)
 			b.ReportMetric(d.Seconds()*1000, fmt.Sprintf("send_join-%s-%d-ms", name, size))
 			b.ReportMetric(float64(size2)/1e6, fmt.Sprintf("send_join-%s-%d-MB", name, size))
 			b.Logf("%d members: send_join %s: %v, %d bytes, %d state events, %d auth chain events", size, name, d, size2, state, chain)

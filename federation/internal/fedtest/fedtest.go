@@ -62,6 +62,8 @@ type Options struct {
 	ExtraPEM [][]byte
 	// Args are added to every server's command line.
 	Args []string
+	// ServerArgs are added to the named server's command line only.
+	ServerArgs map[string][]string
 }
 
 var (
@@ -168,7 +170,7 @@ func New(t testing.TB, opts Options, names ...string) *Federation {
 			s.dsn = opts.Postgres(name)
 			args = append(args, "--db", s.dsn)
 		}
-		s.args = append(args, opts.Args...)
+		s.args = append(append(args, opts.Args...), opts.ServerArgs[name]...)
 	}
 	t.Cleanup(func() {
 		for _, name := range f.order {
