@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"log/slog"
+	"net/http"
 	"sync"
 	"time"
 
@@ -83,6 +84,7 @@ type Federation struct {
 	keys   *keys.Keys
 	auth   fedhttp.Authenticator
 	queue  *queue.Queue
+	api    *fedapi.API // made by Register
 
 	servers *roomServers
 	gaps    roomLocks // one gap walk per room at a time
@@ -143,7 +145,7 @@ func New(cfg Config, deps Deps) (*Federation, error) {
 	if err != nil {
 		return nil, err
 	}
-	f.auth = transport.NewVerifier(cfg.ServerName, f.keys)
+	f.auth = contactAuth{transport.NewVerifier(cfg.ServerName, f.keys), f}
 	qcfg := cfg.Queue
 	qcfg.ServerName = cfg.ServerName
 	f.queue, err = queue.New(qcfg, deps.DB, sender{f.client}, deps.Logger.With("part", "queue"))
@@ -184,6 +186,7 @@ func (f *Federation) Register(r server.Router) error {
 	if err != nil {
 		return err
 	}
+	f.api = api
 	f.keys.Register(r)
 	api.Register(r, f.auth)
 	f.registerInbound(r)
@@ -215,4 +218,20 @@ func (f *Federation) Close() error {
 		f.wg.Wait()
 	})
 	return err
+}
+
+// contactAuth verifies requests, and takes any request a server signed as
+// a sign that it is up: whatever was queued for it, held back by the
+// backoff of an outage, goes now rather than at the next retry.
+type contactAuth struct {
+	v *transport.Verifier
+	f *Federation
+}
+
+func (a contactAuth) Authenticate(r *http.Request, body []byte) (string, error) {
+	origin, err := a.v.Authenticate(r, body)
+	if err == nil && a.f.queue != nil {
+		a.f.queue.Reset(origin)
+	}
+	return origin, err
 }

@@ -82,9 +82,6 @@ func (f *Federation) handleSend(w http.ResponseWriter, r *http.Request, req *fed
 		server.WriteError(w, mxerr.BadJSON(fmt.Sprintf("A transaction holds at most %d PDUs and %d EDUs", maxTxnPDUs, maxTxnEDUs)))
 		return
 	}
-	// The origin is talking to us: whatever we queued for it can go now.
-	f.queue.Reset(req.Origin)
-
 	resp, err := f.receiveTxn(r.Context(), req.Origin, txnID, &body)
 	if err != nil {
 		server.WriteError(w, err)

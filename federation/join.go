@@ -203,6 +203,11 @@ func (f *Federation) joinResponse(ctx context.Context, roomID string, join *room
 	if err != nil {
 		return nil, err
 	}
+	// Events redacted since they were received go out redacted, as
+	// every other endpoint serves them.
+	if recs, err = f.api.RedactedMap(ctx, recs); err != nil {
+		return nil, err
+	}
 	resp := &sendJoinResponse{Origin: f.cfg.ServerName, Event: joinJSON, State: []json.RawMessage{}, AuthChain: []json.RawMessage{}}
 	listed := map[string]bool{} // in state, or already in the auth chain
 	servers := map[string]bool{f.cfg.ServerName: true}

@@ -105,7 +105,7 @@ func (a *API) state(w http.ResponseWriter, r *http.Request, req *fedhttp.Request
 	}
 	evs, err := a.store.Events(r.Context(), append(slices.Clip(st), ch...))
 	if err == nil {
-		evs, err = a.redactedMap(r.Context(), evs)
+		evs, err = a.RedactedMap(r.Context(), evs)
 	}
 	if err != nil {
 		server.WriteError(w, err)
@@ -155,7 +155,7 @@ func (a *API) eventAuth(w http.ResponseWriter, r *http.Request, req *fedhttp.Req
 	}
 	evs, err := a.store.Events(ctx, chain)
 	if err == nil {
-		evs, err = a.redactedMap(ctx, evs)
+		evs, err = a.RedactedMap(ctx, evs)
 	}
 	if err != nil {
 		server.WriteError(w, err)

@@ -93,8 +93,10 @@ func (a *API) redacted(ctx context.Context, evs []*storage.EventRecord) ([]*stor
 	return out, nil
 }
 
-// redactedMap is redacted for a map of events by ID.
-func (a *API) redactedMap(ctx context.Context, evs map[string]*storage.EventRecord) (map[string]*storage.EventRecord, error) {
+// RedactedMap returns evs with every event that has been redacted
+// replaced by its redacted form, as the endpoints serve them; send_join
+// answers use it too.
+func (a *API) RedactedMap(ctx context.Context, evs map[string]*storage.EventRecord) (map[string]*storage.EventRecord, error) {
 	list := make([]*storage.EventRecord, 0, len(evs))
 	for _, rec := range evs {
 		list = append(list, rec)
