@@ -189,7 +189,6 @@ func (a *API) joinRoom(w http.ResponseWriter, r *http.Request, s *endpoint.Sessi
 }
 
 func (a *API) joinByIDOrAlias(w http.ResponseWriter, r *http.Request, s *endpoint.Session) {
-	target := r.PathValue("roomIdOrAlias")
 	var body struct {
 		Reason string `json:"reason"`
 	}
@@ -197,27 +196,9 @@ func (a *API) joinByIDOrAlias(w http.ResponseWriter, r *http.Request, s *endpoin
 		endpoint.Fail(w, err)
 		return
 	}
-	roomID, via := target, viaServers(r)
-	switch {
-	case strings.HasPrefix(target, "#"):
-		alias, err := parseAlias(target)
-		if err != nil {
-			endpoint.Fail(w, err)
-			return
-		}
-		id, servers, err := a.lookupAlias(r.Context(), alias)
-		if err != nil {
-			endpoint.Fail(w, err)
-			return
-		}
-		roomID, via = id, append(via, servers...)
-	case strings.HasPrefix(target, "!"):
-		if err := validRoomID(target); err != nil {
-			endpoint.Fail(w, err)
-			return
-		}
-	default:
-		endpoint.Fail(w, mxerr.InvalidParam(fmt.Sprintf("%q is not a room ID or alias", target)))
+	roomID, via, err := a.roomAndServers(r)
+	if err != nil {
+		endpoint.Fail(w, err)
 		return
 	}
 	if err := a.join(r.Context(), roomID, s.UserID, body.Reason, via); err != nil {
@@ -225,6 +206,32 @@ func (a *API) joinByIDOrAlias(w http.ResponseWriter, r *http.Request, s *endpoin
 		return
 	}
 	endpoint.Write(w, map[string]string{"room_id": roomID})
+}
+
+// roomAndServers reads the {roomIdOrAlias} of /join and /knock: the room,
+// and the servers to go through if it is not here (the via parameters,
+// then those a remote alias lists).
+func (a *API) roomAndServers(r *http.Request) (string, []string, error) {
+	target := r.PathValue("roomIdOrAlias")
+	via := viaServers(r)
+	switch {
+	case strings.HasPrefix(target, "#"):
+		alias, err := parseAlias(target)
+		if err != nil {
+			return "", nil, err
+		}
+		id, servers, err := a.lookupAlias(r.Context(), alias)
+		if err != nil {
+			return "", nil, err
+		}
+		return id, append(via, servers...), nil
+	case strings.HasPrefix(target, "!"):
+		if err := validRoomID(target); err != nil {
+			return "", nil, err
+		}
+		return target, via, nil
+	}
+	return "", nil, mxerr.InvalidParam(fmt.Sprintf("%q is not a room ID or alias", target))
 }
 
 func (a *API) invite(w http.ResponseWriter, r *http.Request, s *endpoint.Session) {

@@ -196,7 +196,6 @@ func (a *API) lookupAlias(ctx context.Context, alias roomAlias) (string, []strin
 // servers or the room ID's server.
 func (a *API) knock(w http.ResponseWriter, r *http.Request, s *endpoint.Session) {
 	ctx := r.Context()
-	target := r.PathValue("roomIdOrAlias")
 	var body struct {
 		Reason string `json:"reason"`
 	}
@@ -204,30 +203,12 @@ func (a *API) knock(w http.ResponseWriter, r *http.Request, s *endpoint.Session)
 		endpoint.Fail(w, err)
 		return
 	}
-	roomID, via := target, viaServers(r)
-	switch {
-	case strings.HasPrefix(target, "#"):
-		alias, err := parseAlias(target)
-		if err != nil {
-			endpoint.Fail(w, err)
-			return
-		}
-		id, servers, err := a.lookupAlias(ctx, alias)
-		if err != nil {
-			endpoint.Fail(w, err)
-			return
-		}
-		roomID, via = id, append(via, servers...)
-	case strings.HasPrefix(target, "!"):
-		if err := validRoomID(target); err != nil {
-			endpoint.Fail(w, err)
-			return
-		}
-	default:
-		endpoint.Fail(w, mxerr.InvalidParam(fmt.Sprintf("%q is not a room ID or alias", target)))
+	roomID, via, err := a.roomAndServers(r)
+	if err != nil {
+		endpoint.Fail(w, err)
 		return
 	}
-	err := a.requireRoom(ctx, roomID, mxerr.NotFound("No known servers"))
+	err = a.requireRoom(ctx, roomID, mxerr.NotFound("No known servers"))
 	var me *mxerr.MatrixError
 	switch {
 	case err == nil:
