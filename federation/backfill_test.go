@@ -49,6 +49,11 @@ func backfillScenario(t *testing.T, backend string) {
 	if _, err := bob.JoinRoom(ctx, room.String(), &mautrix.ReqJoinRoom{Via: []string{"hs1"}}); err != nil {
 		t.Fatalf("bob joining through hs1: %v", err)
 	}
+	// The join is partial-state: the members arrive in the background,
+	// and the state compared below is the complete one.
+	fedtest.Eventually(t, 30*time.Second, "hs2 to complete the room's state", func() (bool, error) {
+		return !hs2.PartialState(t, string(room)), nil
+	})
 	since := syncToken(t, bob)
 	before := hs2.Graph(t, string(room))
 	if n := len(before.Prevs); n != 1 {

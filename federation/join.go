@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"sort"
 	"strings"
 
 	"github.com/plexus-chat/plexus/federation/internal/fedhttp"
@@ -192,9 +193,27 @@ func (f *Federation) joinResponse(ctx context.Context, roomID string, join *room
 	if err != nil {
 		return nil, err
 	}
+	// The auth chain is that of the join too: an omitted member event the
+	// join cites (its user's invite, knock or earlier membership) goes
+	// there, or the joining server cannot check the join.
+	joinAuth := map[string]bool{}
+	for _, id := range join.AuthEvents() {
+		joinAuth[string(id)] = true
+	}
+	var members map[string]bool
+	if omitMembers {
+		// Which state events are members, from the state map rather
+		// than from the events themselves: in a big room they are
+		// nearly all of it, and need not be read at all.
+		if members, err = f.memberEvents(ctx, join, state); err != nil {
+			return nil, err
+		}
+	}
 	ids := make([]string, 0, len(state)+len(chain))
 	for _, id := range state {
-		ids = append(ids, string(id))
+		if !members[string(id)] || joinAuth[string(id)] {
+			ids = append(ids, string(id))
+		}
 	}
 	for _, id := range chain {
 		ids = append(ids, string(id))
@@ -210,30 +229,17 @@ func (f *Federation) joinResponse(ctx context.Context, roomID string, join *room
 	}
 	resp := &sendJoinResponse{Origin: f.cfg.ServerName, Event: joinJSON, State: []json.RawMessage{}, AuthChain: []json.RawMessage{}}
 	listed := map[string]bool{} // in state, or already in the auth chain
-	servers := map[string]bool{f.cfg.ServerName: true}
-	// The auth chain is that of the join too: an omitted member event the
-	// join cites (its user's invite, knock or earlier membership) goes
-	// there, or the joining server cannot check the join.
-	joinAuth := map[string]bool{}
-	for _, id := range join.AuthEvents() {
-		joinAuth[string(id)] = true
-	}
 	for _, id := range state {
+		if members[string(id)] {
+			if joinAuth[string(id)] {
+				listed[string(id)] = true
+				resp.AuthChain = append(resp.AuthChain, recs[string(id)].JSON)
+			}
+			continue
+		}
 		rec := recs[string(id)]
 		if rec == nil {
 			return nil, fmt.Errorf("state event %s is not stored", id)
-		}
-		if rec.Type == "m.room.member" && rec.StateKey != nil {
-			if membershipOf(rec.JSON) == "join" {
-				servers[serverOf(*rec.StateKey)] = true
-			}
-			if omitMembers {
-				if joinAuth[string(id)] {
-					listed[string(id)] = true
-					resp.AuthChain = append(resp.AuthChain, rec.JSON)
-				}
-				continue
-			}
 		}
 		listed[string(id)] = true
 		resp.State = append(resp.State, rec.JSON)
@@ -250,21 +256,40 @@ func (f *Federation) joinResponse(ctx context.Context, roomID string, join *room
 	}
 	if omitMembers {
 		resp.MembersOmitted = true
-		for s := range servers {
-			resp.ServersInRoom = append(resp.ServersInRoom, s)
+		// The servers with joined users, from the destinations cache
+		// the sender keeps (it includes the joining server now, which
+		// the spec's "before the join" leaves out; listing it is
+		// harmless, as the joining server knows itself).
+		others, err := f.servers.get(ctx, roomID)
+		if err != nil {
+			return nil, err
 		}
+		resp.ServersInRoom = append([]string{f.cfg.ServerName}, others...)
+		sort.Strings(resp.ServersInRoom)
 	}
 	return resp, nil
 }
 
-func membershipOf(pdu []byte) string {
-	var c struct {
-		Content struct {
-			Membership string `json:"membership"`
-		} `json:"content"`
+// memberEvents tells which of the state before join are m.room.member
+// events, from the state after the join (one read of a state map). The
+// one event of state that the map does not hold is the one the join
+// replaced: the joining user's earlier membership, a member event too.
+func (f *Federation) memberEvents(ctx context.Context, join *rooms.Event, state []rooms.EventID) (map[string]bool, error) {
+	after, err := f.deps.DB.StateAfter(ctx, string(join.ID()))
+	if err != nil {
+		return nil, err
 	}
-	_ = json.Unmarshal(pdu, &c)
-	return c.Content.Membership
+	byID := make(map[string]string, len(after))
+	for k, id := range after {
+		byID[id] = k.Type
+	}
+	members := make(map[string]bool)
+	for _, id := range state {
+		if typ, ok := byID[string(id)]; !ok || typ == "m.room.member" {
+			members[string(id)] = true
+		}
+	}
+	return members, nil
 }
 
 // writeRoomsError maps the room service's refusals to Matrix errors.

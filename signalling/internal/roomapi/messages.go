@@ -152,6 +152,9 @@ func (a *API) paginate(ctx context.Context, v *viewer, f *roomEventFilter, roomI
 // (an end token) so the client asks again; if fetching fails or brings
 // nothing, the page ends there, as at the room's creation.
 func (a *API) backfillMore(ctx context.Context, v *viewer, f *roomEventFilter, roomID string, p *page, limit int) error {
+	// History is checked against the state at it, members included: a
+	// room joined with partial state waits for its full state first.
+	a.awaitMembers(ctx, roomID)
 	for range backfillRounds {
 		from, err := a.deps.DB.BackwardExtremities(ctx, roomID)
 		if err != nil || len(from) == 0 {

@@ -7,8 +7,8 @@ import (
 	"github.com/plexus-chat/plexus/rooms"
 )
 
-// partialStateWait bounds how long /members and /joined_members wait for
-// a partial-state room's members (a room joined over federation with
+// partialStateWait bounds how long /members, /joined_members and a
+// backfilling /messages wait for a partial-state room's members (a room joined over federation with
 // omit_members; see federation's partial.go) before answering with what
 // is known, as Synapse waits for the resync before answering them.
 const partialStateWait = 30 * time.Second
