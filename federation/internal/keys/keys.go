@@ -263,6 +263,12 @@ func (k *Keys) fetch(ctx context.Context, server, keyID string, ts int64, direct
 	_, _ = k.flight.Do(ctx, flightKey, func() (struct{}, error) {
 		ctx, cancel := context.WithTimeout(k.life, fetchBudget)
 		defer cancel()
+		// A caller that missed the cache just before a shared fetch
+		// stored the key, and arrived just after that fetch ended,
+		// finds the key here instead of fetching it again.
+		if rec, ok := k.cached(ctx, server, keyID); ok && rec.validAt(ts) {
+			return struct{}{}, nil
+		}
 		if err := k.fetchDirect(ctx, server); err != nil {
 			k.log.Info("fetching keys from the server itself failed", "server", server, "err", err)
 		}
