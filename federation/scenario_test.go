@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/rs/zerolog"
 	"maunium.net/go/mautrix"
 	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
@@ -34,29 +33,15 @@ func newFederation(t *testing.T, backend string, names ...string) *fedtest.Feder
 	return f
 }
 
-// register makes an account on s through /register (m.login.dummy).
+// register makes an account on s; send sends a text message.
 func register(t *testing.T, s *fedtest.Server, name string) *mautrix.Client {
 	t.Helper()
-	c, err := mautrix.NewClient(s.ClientURL, "", "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	c.Log = zerolog.Nop()
-	resp, err := c.RegisterDummy(context.Background(), &mautrix.ReqRegister[any]{Username: name, Password: "correct horse " + name})
-	if err != nil {
-		t.Fatalf("register %s on %s: %v", name, s.Name, err)
-	}
-	c.UserID, c.AccessToken, c.DeviceID = resp.UserID, resp.AccessToken, resp.DeviceID
-	return c
+	return s.Register(t, name)
 }
 
 func send(t *testing.T, c *mautrix.Client, room id.RoomID, text string) string {
 	t.Helper()
-	resp, err := c.SendText(context.Background(), room, text)
-	if err != nil {
-		t.Fatalf("%s sending %q: %v", c.UserID, text, err)
-	}
-	return resp.EventID.String()
+	return fedtest.Send(t, c, room, text)
 }
 
 // converged waits until every server has placed every event in ids and

@@ -7,7 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/rs/zerolog"
 	"maunium.net/go/mautrix"
 	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
@@ -68,30 +67,15 @@ func newFourth(t *testing.T, backend string) *fourth {
 	return x
 }
 
-// newClient registers an account on s (m.login.dummy) and returns its
-// mautrix client.
+// newClient registers an account on s; say sends a text message.
 func newClient(t *testing.T, s *fedtest.Server, name string) *mautrix.Client {
 	t.Helper()
-	c, err := mautrix.NewClient(s.ClientURL, "", "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	c.Log = zerolog.Nop()
-	resp, err := c.RegisterDummy(context.Background(), &mautrix.ReqRegister[any]{Username: name, Password: "correct horse " + name})
-	if err != nil {
-		t.Fatalf("register %s on %s: %v", name, s.Name, err)
-	}
-	c.UserID, c.AccessToken, c.DeviceID = resp.UserID, resp.AccessToken, resp.DeviceID
-	return c
+	return s.Register(t, name)
 }
 
 func say(t *testing.T, c *mautrix.Client, room id.RoomID, body string) string {
 	t.Helper()
-	resp, err := c.SendText(context.Background(), room, body)
-	if err != nil {
-		t.Fatalf("%s sending %q: %v", c.UserID, body, err)
-	}
-	return resp.EventID.String()
+	return fedtest.Send(t, c, room, body)
 }
 
 // placed waits until s has placed the event in the room's graph.
