@@ -17,7 +17,7 @@ import (
 
 	"github.com/plexus-chat/plexus/internal/tlscert"
 	"github.com/plexus-chat/plexus/internal/turncred"
-	"github.com/plexus-chat/plexus/turn/internal/pionlog"
+	"github.com/plexus-chat/plexus/internal/pionlog"
 )
 
 // This file is the test harness: a server on loopback, credentials, an

@@ -16,7 +16,7 @@ import (
 
 	"github.com/plexus-chat/plexus/turn/internal/dgram"
 	"github.com/plexus-chat/plexus/turn/internal/peer"
-	"github.com/plexus-chat/plexus/turn/internal/pionlog"
+	"github.com/plexus-chat/plexus/internal/pionlog"
 	"github.com/plexus-chat/plexus/turn/internal/relay"
 )
 
