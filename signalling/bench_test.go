@@ -110,7 +110,7 @@ func startPlexus(b *testing.B) *plexusProc {
 	addr := l.Addr().String()
 	l.Close()
 	cmd := exec.Command(bin, "serve", "--listen", addr, "--data", filepath.Join(dir, "data"),
-		"--turn-listen", "", "--federation-listen", "", "--metrics-listen", "off", "--rate-limits=off", "--log-level", "error")
+		"--turn-listen", "", "--sfu=off", "--federation-listen", "", "--metrics-listen", "off", "--rate-limits=off", "--log-level", "error")
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
 		b.Fatal(err)

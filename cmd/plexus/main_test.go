@@ -79,12 +79,12 @@ func TestRun(t *testing.T) {
 		},
 		{
 			name:     "data folder unusable",
-			args:     []string{"serve", "--listen", "127.0.0.1:0", "--turn-listen", "127.0.0.1:0", "--federation-listen", "127.0.0.1:0", "--data", dataFile},
+			args:     []string{"serve", "--listen", "127.0.0.1:0", "--turn-listen", "127.0.0.1:0", "--sfu-listen-ip", "127.0.0.1", "--sfu-udp-port", "0", "--sfu-tcp-port", "0", "--federation-listen", "127.0.0.1:0", "--data", dataFile},
 			wantCode: exitFailure, wantStderr: []string{"creating data folder"},
 		},
 		{
 			name:     "port in use",
-			args:     []string{"serve", "--listen", taken.Addr().String(), "--turn-listen", "127.0.0.1:0", "--federation-listen", "127.0.0.1:0", "--data", t.TempDir()},
+			args:     []string{"serve", "--listen", taken.Addr().String(), "--turn-listen", "127.0.0.1:0", "--sfu-listen-ip", "127.0.0.1", "--sfu-udp-port", "0", "--sfu-tcp-port", "0", "--federation-listen", "127.0.0.1:0", "--data", t.TempDir()},
 			wantCode: exitFailure, wantStderr: []string{"starting http: server: listening on"},
 		},
 	}
@@ -240,7 +240,7 @@ func TestServeEndToEnd(t *testing.T) {
 		pub   ed25519.PublicKey
 	}
 	runOnce := func(sig os.Signal) served {
-		p := startPlexus(t, "--listen", "127.0.0.1:0", "--turn-listen", "127.0.0.1:0", "--federation-listen", "127.0.0.1:0", "--data", dataDir, "--server-name", serverName)
+		p := startPlexus(t, "--listen", "127.0.0.1:0", "--turn-listen", "127.0.0.1:0", "--sfu-listen-ip", "127.0.0.1", "--sfu-udp-port", "0", "--sfu-tcp-port", "0", "--federation-listen", "127.0.0.1:0", "--data", dataDir, "--server-name", serverName)
 		addr, _ := p.waitLog(t, "listening")["addr"].(string)
 		if addr == "" {
 			t.Fatal("listening log has no addr")

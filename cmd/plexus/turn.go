@@ -65,11 +65,11 @@ func startTURN(cfg config.Config, log *slog.Logger, reg *prometheus.Registry, cs
 		RelayPortMax:   cfg.TURNRelayPorts.Max,
 		AllowPeers:     cfg.TURNAllowPeers,
 		DenyPeers:      cfg.TURNDenyPeers,
-		// The SFU's addresses join Config.SFU once the SFU exists.
-		UserQuota:   cfg.TURNUserQuota,
-		TotalQuota:  cfg.TURNTotalQuota,
-		MaxBitrate:  cfg.TURNMaxBitrate * 1000,
-		MaxLifetime: cfg.TURNMaxLifetime,
+		SFU:            sfuRelayAddrs(cfg),
+		UserQuota:      cfg.TURNUserQuota,
+		TotalQuota:     cfg.TURNTotalQuota,
+		MaxBitrate:     cfg.TURNMaxBitrate * 1000,
+		MaxLifetime:    cfg.TURNMaxLifetime,
 	}, turn.Deps{
 		Logger:  log.With("component", "turn"),
 		Metrics: metrics,

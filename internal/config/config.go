@@ -99,6 +99,23 @@ type Config struct {
 	TURNMaxBitrate int64
 	// TURNMaxLifetime ends allocations this old; 0 never.
 	TURNMaxLifetime time.Duration
+
+	// SFU
+	//
+	// SFU runs the built-in SFU and its token service.
+	SFU bool
+	// SFUUDPPort is the one UDP port of all SFU media (0: any free port);
+	// SFUTCPPort that of ICE over TCP (0: any free port, -1: none).
+	SFUUDPPort, SFUTCPPort int
+	// SFUListenIP is the IP the SFU's sockets bind; "" is every interface.
+	SFUListenIP string
+	// SFUExternalIPs are advertised as host candidates behind 1:1 NAT.
+	SFUExternalIPs []netip.Addr
+	// SFUAPIKey and SFUAPISecret sign and check SFU access tokens;
+	// an empty secret uses the one generated in DataDir.
+	SFUAPIKey, SFUAPISecret string
+	// SFUURL is the SFU's public ws(s):// URL; "" derives it per request.
+	SFUURL string
 }
 
 // Special values of settings.
@@ -118,11 +135,15 @@ func (c Config) EffectiveRegistration() string {
 	if c.Registration != "" {
 		return c.Registration
 	}
-	if listenIsLoopback(c.Listen) {
+	if c.LoopbackOnly() {
 		return "open"
 	}
 	return "closed"
 }
+
+// LoopbackOnly reports whether the client listener accepts connections
+// from this machine alone: a developer's machine or a test.
+func (c Config) LoopbackOnly() bool { return listenIsLoopback(c.Listen) }
 
 // Postgres reports whether DB names a PostgreSQL database rather than the
 // default SQLite file in DataDir.

@@ -43,6 +43,12 @@ func defaults() Config {
 		TURNTotalQuota:         1000,
 		TURNMaxBitrate:         10000,
 		TURNMaxLifetime:        12 * time.Hour,
+
+		// SFU
+		SFU:        true,
+		SFUUDPPort: 7882,
+		SFUTCPPort: 7881,
+		SFUAPIKey:  "plexus",
 	}
 }
 

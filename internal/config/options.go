@@ -69,7 +69,9 @@ func (o option) show(raw string) string {
 
 // options is the table of every `serve` setting. Order is the order of the
 // help text and of reported problems.
-var options = []option{
+var options = append(generalOptions[:len(generalOptions):len(generalOptions)], sfuOptions...)
+
+var generalOptions = []option{
 	define("server-name", "NAME", "localhost:8008",
 		"Matrix server name: hostname[:port], the part after ':' in user IDs",
 		func(c *Config) *string { return &c.ServerName }, parseServerName),

@@ -157,6 +157,7 @@ func New(t testing.TB, opts Options, names ...string) *Federation {
 			"--data", s.DataDir,
 			"--federation-ca", f.caFile,
 			"--turn-listen", "",
+			"--sfu-listen-ip", "127.0.0.1", "--sfu-udp-port", "0", "--sfu-tcp-port", "off",
 			"--metrics-listen", "off",
 			"--rate-limits=off",
 			"--registration", "open",
