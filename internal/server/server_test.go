@@ -131,7 +131,7 @@ func TestRoutes(t *testing.T) {
 		{
 			name: "versions", method: "GET", path: "/_matrix/client/versions",
 			wantStatus: 200, wantType: jsonType,
-			wantBody: `{"versions":["v1.1","v1.2","v1.3","v1.4","v1.5","v1.6","v1.7","v1.8","v1.9","v1.10","v1.11","v1.12"],"unstable_features":{}}`,
+			wantBody: `{"versions":["v1.1","v1.2","v1.3","v1.4","v1.5","v1.6","v1.7","v1.8","v1.9","v1.10","v1.11","v1.12"],"unstable_features":{"org.matrix.msc3266":true,"org.matrix.msc4140":true,"org.matrix.msc4143":true,"org.matrix.msc4222":true}}`,
 		},
 		{
 			name: "unknown matrix path", method: "GET", path: "/_matrix/client/v3/nonexistent",

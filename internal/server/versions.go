@@ -19,12 +19,27 @@ var specVersions = []string{
 	"v1.7", "v1.8", "v1.9", "v1.10", "v1.11", "v1.12",
 }
 
+// unstableFeatures are the MSCs served ahead of a spec version that
+// lists them (spec: "unstable_features", MSC1497); Element Call and
+// matrix-js-sdk check these before using them.
+var unstableFeatures = map[string]bool{
+	// state_after in /sync, stable and unstable parameter names.
+	"org.matrix.msc4222": true,
+	// The room summary, stable and im.nheko.summary paths.
+	"org.matrix.msc3266": true,
+	// Delayed events: MatrixRTC's "leave" sent by the server when a
+	// client vanishes from a call.
+	"org.matrix.msc4140": true,
+	// MatrixRTC transports (foci): where the SFU is.
+	"org.matrix.msc4143": true,
+}
+
 // versionsBody is computed once: the answer never changes while running.
 var versionsBody = func() []byte {
 	b, err := json.Marshal(struct {
 		Versions         []string        `json:"versions"`
 		UnstableFeatures map[string]bool `json:"unstable_features"`
-	}{specVersions, map[string]bool{}})
+	}{specVersions, unstableFeatures})
 	if err != nil {
 		panic(err) // static data; cannot fail
 	}

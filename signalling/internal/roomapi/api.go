@@ -200,6 +200,9 @@ func (a *API) Register(rt *endpoint.Router) {
 	rt.Authed("PUT "+v3+"/rooms/{roomId}/typing/{userId}", a.putTyping)
 	rt.Authed("POST "+v3+"/rooms/{roomId}/receipt/{receiptType}/{eventId}", a.postReceipt)
 	rt.Authed("POST "+v3+"/rooms/{roomId}/read_markers", a.readMarkers)
+
+	// The room summary (summary.go).
+	a.registerSummary(rt)
 }
 
 // roomVersion returns a stored room's version, or rooms.ErrUnknownRoom.

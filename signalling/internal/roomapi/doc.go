@@ -1,8 +1,9 @@
 // Package roomapi serves the room endpoints of the Client-Server API:
 // room creation ("Rooms", "Creation"), membership ("Room membership"),
 // sending and reading events ("Events"), history pagination and event
-// context, room aliases and the published room directory, typing
-// notifications, receipts and fully read markers.
+// context, room aliases and the published room directory, the room
+// summary (MSC3266, summary.go), typing notifications, receipts and
+// fully read markers.
 //
 // It sits on top of the room event graph: writes go through
 // rooms.Service (which applies the auth rules), reads come straight from

@@ -33,4 +33,12 @@
 // shared.go): a room of N members costs one rendering per message, plus
 // per member only what is theirs (unread counts, receipts, account data,
 // typing, and the sender device's transaction IDs).
+//
+// # State after
+//
+// With use_state_after (MSC4222, or its unstable name) each room carries
+// state_after, the state at the end of its timeline with the timeline's
+// own state events included, instead of state, the state at its start
+// (stateafter.go). Such sections are shared only with requests asking
+// for the same.
 package syncer

@@ -107,9 +107,8 @@ func appendJoined(b []byte, jr *JoinedRoom) []byte {
 		b = AppendMarshal(b, jr.Summary)
 		b = append(b, ',')
 	}
-	b = append(b, `"state":`...)
-	b = AppendEventList(b, jr.State)
-	b = append(b, `,"timeline":`...)
+	b = appendStates(b, jr.State, jr.StateAfter, jr.UnstableStateAfter)
+	b = append(b, `"timeline":`...)
 	b = AppendTimeline(b, jr.Timeline)
 	b = append(b, `,"ephemeral":`...)
 	b = AppendEventList(b, jr.Ephemeral)
@@ -118,6 +117,28 @@ func appendJoined(b []byte, jr *JoinedRoom) []byte {
 	b = append(b, `,"unread_notifications":`...)
 	b = AppendUnread(b, jr.UnreadNotifications)
 	return append(b, '}')
+}
+
+// appendStates writes a room's state sections that are set, each
+// followed by a comma: state unless it is zero (omitzero), then
+// state_after and its unstable twin when not nil (omitempty).
+func appendStates(b []byte, state EventList, after, unstableAfter *EventList) []byte {
+	if state.Events != nil {
+		b = append(b, `"state":`...)
+		b = AppendEventList(b, state)
+		b = append(b, ',')
+	}
+	if after != nil {
+		b = append(b, `"state_after":`...)
+		b = AppendEventList(b, *after)
+		b = append(b, ',')
+	}
+	if unstableAfter != nil {
+		b = append(b, `"org.matrix.msc4222.state_after":`...)
+		b = AppendEventList(b, *unstableAfter)
+		b = append(b, ',')
+	}
+	return b
 }
 
 // AppendUnread writes a room's unread_notifications, which every joined
@@ -131,9 +152,9 @@ func AppendUnread(b []byte, u UnreadCounts) []byte {
 }
 
 func appendLeft(b []byte, lr *LeftRoom) []byte {
-	b = append(b, `{"state":`...)
-	b = AppendEventList(b, lr.State)
-	b = append(b, `,"timeline":`...)
+	b = append(b, '{')
+	b = appendStates(b, lr.State, lr.StateAfter, lr.UnstableStateAfter)
+	b = append(b, `"timeline":`...)
 	b = AppendTimeline(b, lr.Timeline)
 	b = append(b, `,"account_data":`...)
 	b = AppendEventList(b, lr.AccountData)

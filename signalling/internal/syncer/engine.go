@@ -119,6 +119,9 @@ type Request struct {
 	Since     *stream.Token
 	Filter    *Filter
 	FullState bool
+	// StateAfter asks for each room's state at the end of its timeline
+	// instead of at its start (MSC4222, stateafter.go).
+	StateAfter StateAfterMode
 	// Timeout is how long to wait for something new; 0 answers at once.
 	Timeout time.Duration
 }
@@ -298,6 +301,7 @@ func (e *Engine) compute(ctx context.Context, req Request) (*Response, stream.To
 			resp.Rooms = rp
 		}
 	}
+	b.moveStateAfter(rp)
 	for room, jr := range rp.Join {
 		jr.UnreadNotifications.NotificationCount, jr.UnreadNotifications.HighlightCount = e.deps.Index.Unread(req.UserID, room)
 	}

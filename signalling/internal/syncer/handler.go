@@ -77,6 +77,10 @@ func (e *Engine) handleSync(w http.ResponseWriter, r *http.Request, s *endpoint.
 		endpoint.Fail(w, err)
 		return
 	}
+	if req.StateAfter, err = ParseStateAfter(q); err != nil {
+		endpoint.Fail(w, err)
+		return
+	}
 	resp, _, err := e.Sync(r.Context(), req)
 	if err != nil {
 		if r.Context().Err() != nil {

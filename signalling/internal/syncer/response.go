@@ -63,8 +63,17 @@ func (rp *RoomsPart) setLeave(room string, lr *LeftRoom) {
 
 // JoinedRoom is one room of rooms.join.
 type JoinedRoom struct {
-	Summary             *Summary     `json:"summary,omitempty"`
-	State               EventList    `json:"state"`
+	Summary *Summary `json:"summary,omitempty"`
+	// State is left zero, and so omitted, when StateAfter or
+	// UnstableStateAfter is sent instead (Client-Server API, "GET /sync":
+	// with use_state_after "servers MUST ... omit state").
+	State EventList `json:"state,omitzero"`
+	// StateAfter is the state at the end of the timeline, for a request
+	// with use_state_after (MSC4222); UnstableStateAfter the same for a
+	// request with the unstable org.matrix.msc4222.use_state_after.
+	// stateafter.go fills at most one of them.
+	StateAfter          *EventList   `json:"state_after,omitempty"`
+	UnstableStateAfter  *EventList   `json:"org.matrix.msc4222.state_after,omitempty"`
 	Timeline            Timeline     `json:"timeline"`
 	Ephemeral           EventList    `json:"ephemeral"`
 	AccountData         EventList    `json:"account_data"`
@@ -98,9 +107,12 @@ type InvitedRoom struct {
 
 // LeftRoom is one room of rooms.leave.
 type LeftRoom struct {
-	State       EventList `json:"state"`
-	Timeline    Timeline  `json:"timeline"`
-	AccountData EventList `json:"account_data"`
+	// State, StateAfter and UnstableStateAfter are as in JoinedRoom.
+	State              EventList  `json:"state,omitzero"`
+	StateAfter         *EventList `json:"state_after,omitempty"`
+	UnstableStateAfter *EventList `json:"org.matrix.msc4222.state_after,omitempty"`
+	Timeline           Timeline   `json:"timeline"`
+	AccountData        EventList  `json:"account_data"`
 }
 
 // empty reports whether r carries nothing a client would act on, so a

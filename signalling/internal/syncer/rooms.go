@@ -173,7 +173,9 @@ func (b *builder) withFullState(rp *RoomsPart, v view) error {
 		}
 		var ids []string
 		for _, id := range info.Current {
-			if !inTimeline[id] {
+			// state_after is the whole state, timeline events included
+			// (stateafter.go).
+			if !inTimeline[id] || b.stateAfter() {
 				ids = append(ids, id)
 			}
 		}
@@ -317,6 +319,12 @@ func (b *builder) incrementalJoined(room string, h []change, evs []entry) (*Join
 		state = append(state, e)
 	}
 	sort.Slice(state, func(i, j int) bool { return state[i].pos < state[j].pos })
+	if b.stateAfter() {
+		// Every state change in the window, the timeline's too.
+		if state, err = b.windowStateAfter(room, visible, nil); err != nil {
+			return nil, err
+		}
+	}
 	if jr.State.Events, err = b.formatEntries(state, false); err != nil {
 		return nil, err
 	}
@@ -443,7 +451,7 @@ func (b *builder) fullJoined(room string, limitedHint bool) (*JoinedRoom, error)
 	}
 	var ids []string
 	for k, id := range info.Current {
-		if inTimeline[id] {
+		if inTimeline[id] && !b.stateAfter() {
 			continue
 		}
 		if lazy && k.Type == "m.room.member" && !wantMember[k.StateKey] {
@@ -555,6 +563,7 @@ func (b *builder) left(room string, h []change, evs []entry) (*LeftRoom, error) 
 			break
 		}
 	}
+	seen := timeline
 	tf := b.timelineFilter()
 	var cand []entry
 	for _, e := range timeline {
@@ -574,6 +583,11 @@ func (b *builder) left(room string, h []change, evs []entry) (*LeftRoom, error) 
 		first = timeline[0].pos - 1
 	}
 	lr.Timeline.PrevBatch = stream.Token{Events: first, Aux: b.since.Aux, Typing: b.since.Typing}.String()
+	if b.stateAfter() {
+		if lr.State.Events, err = b.leftStateAfter(room, seen, leaveID); err != nil {
+			return nil, err
+		}
+	}
 	return lr, nil
 }
 
@@ -592,6 +606,11 @@ func (b *builder) leftFull(room string, h []change) (*LeftRoom, error) {
 	}
 	lr.Timeline.Limited = true
 	lr.Timeline.PrevBatch = stream.Token{Events: leave.pos - 1, Aux: b.upto.Aux, Typing: b.upto.Typing}.String()
+	if b.stateAfter() {
+		if lr.State.Events, err = b.leftFullStateAfter(room, evs); err != nil {
+			return nil, err
+		}
+	}
 	return lr, nil
 }
 

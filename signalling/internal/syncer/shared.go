@@ -34,6 +34,10 @@ type sharedKey struct {
 	upto  int64
 	limit int
 	lazy  bool
+	// stateAfter: a use_state_after section holds other state
+	// (stateafter.go). The stable and unstable requests share one, as
+	// the key is chosen per response.
+	stateAfter bool
 }
 
 type sharedSection struct {
@@ -98,7 +102,7 @@ func (b *builder) sharedKeyFor(room string, evs []entry) (sharedKey, bool) {
 			}
 		}
 	}
-	return sharedKey{room: room, since: b.since, upto: b.upto.Events, limit: b.req.Filter.timelineLimit(), lazy: lazy}, true
+	return sharedKey{room: room, since: b.since, upto: b.upto.Events, limit: b.req.Filter.timelineLimit(), lazy: lazy, stateAfter: b.stateAfter()}, true
 }
 
 // sharedJoined is incrementalJoined for a member joined throughout
