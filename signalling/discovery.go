@@ -30,7 +30,12 @@ func (s *Signalling) wellKnown(w http.ResponseWriter, r *http.Request) {
 		}
 		base = scheme + "://" + r.Host
 	}
-	endpoint.Write(w, map[string]any{"m.homeserver": map[string]string{"base_url": base}})
+	body := map[string]any{"m.homeserver": map[string]string{"base_url": base}}
+	// MSC4143: the server's own MatrixRTC focus (rtc.go).
+	if foci := s.rtcFoci(base); foci != nil {
+		body["org.matrix.msc4143.rtc_foci"] = foci
+	}
+	endpoint.Write(w, body)
 }
 
 // capabilities answers Client-Server API, "Capabilities negotiation".

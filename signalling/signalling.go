@@ -6,6 +6,7 @@ import (
 	"errors"
 	"log/slog"
 	"path/filepath"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -17,12 +18,14 @@ import (
 	"github.com/plexus-chat/plexus/rooms"
 	"github.com/plexus-chat/plexus/signalling/internal/accounts"
 	"github.com/plexus-chat/plexus/signalling/internal/cable"
+	"github.com/plexus-chat/plexus/signalling/internal/delayed"
 	"github.com/plexus-chat/plexus/signalling/internal/endpoint"
 	"github.com/plexus-chat/plexus/signalling/internal/invites"
 	"github.com/plexus-chat/plexus/signalling/internal/keys"
 	"github.com/plexus-chat/plexus/signalling/internal/media"
 	"github.com/plexus-chat/plexus/signalling/internal/ratelimit"
 	"github.com/plexus-chat/plexus/signalling/internal/roomapi"
+	"github.com/plexus-chat/plexus/signalling/internal/rtcauth"
 	"github.com/plexus-chat/plexus/signalling/internal/stream"
 	"github.com/plexus-chat/plexus/signalling/internal/syncer"
 )
@@ -40,6 +43,8 @@ type Feed struct {
 	hub   *stream.Hub
 	index *syncer.Index
 	db    *storage.DB
+	// delayed hears stored state once Signalling is built (delayed.go).
+	delayed atomic.Pointer[delayed.Service]
 }
 
 // FeedConfig configures the Feed.
@@ -62,7 +67,10 @@ func NewFeed(ctx context.Context, cfg FeedConfig, db *storage.DB, log *slog.Logg
 }
 
 // EventsStored implements rooms.Listener.
-func (f *Feed) EventsStored(room rooms.RoomID, evs []*rooms.Stored) { f.index.EventsStored(room, evs) }
+func (f *Feed) EventsStored(room rooms.RoomID, evs []*rooms.Stored) {
+	f.index.EventsStored(room, evs)
+	f.delayedStored(room, evs)
+}
 
 // Close stops following the stream. It is idempotent.
 func (f *Feed) Close() error { return f.index.Close() }
@@ -96,17 +104,33 @@ type Config struct {
 	TURN           TURNConfig
 	// CookieKey seals the web client's session cookie (32 bytes).
 	CookieKey []byte
+	// MaxEventDelay is the longest delay of a delayed event (MSC4140);
+	// 0 means 24 hours.
+	MaxEventDelay time.Duration
+	// RTC configures the SFU token service and its discovery (rtc.go).
+	RTC RTCConfig
 }
 
 // RateLimits are the per-key limits of the rate-limited endpoints.
 type RateLimits struct {
 	Accounts accounts.RateLimits
 	Send     ratelimit.Config
+	// DelayedManage limits delayed event management per user (MSC4140
+	// heartbeats; delayed.go).
+	DelayedManage ratelimit.Config
 }
 
 // DefaultRateLimits are Synapse-like limits for a production server.
+//
+// The send limit (10 events/s per device, bursts of 50) is far above
+// what a MatrixRTC call needs: an Element Call device sends a few state
+// and key events on joining, one key resend per joining participant and
+// under one event per second in a call (TestSendLimitCarriesACall
+// replays such an hour, counting the delayed leave's restarts as sends
+// to be safe). To-device messages are not under this limit.
 func DefaultRateLimits() RateLimits {
-	return RateLimits{Accounts: accounts.DefaultRateLimits(), Send: ratelimit.Config{Rate: 10, Burst: 50}}
+	return RateLimits{Accounts: accounts.DefaultRateLimits(), Send: ratelimit.Config{Rate: 10, Burst: 50},
+		DelayedManage: defaultDelayedManageRate()}
 }
 
 // Deps are the collaborators.
@@ -119,6 +143,9 @@ type Deps struct {
 	Now     func() time.Time
 	// Federation, if set, reaches rooms and users on other servers.
 	Federation Federation
+	// OpenID, if set, verifies other servers' OpenID tokens for the SFU
+	// token service (rtc.go).
+	OpenID OpenIDVerifier
 }
 
 // Federation is what the client side asks of federation.
@@ -174,11 +201,15 @@ type Signalling struct {
 	// fed and typingOut reach other servers; nil without federation.
 	fed       Federation
 	typingOut *typingOut
-	// openid holds the OpenID tokens (federation_local.go).
-	openid openIDTokens
+	// openid holds the OpenID tokens (federation_local.go, rtc.go).
+	openid *rtcauth.OpenIDStore
+	// rtc is MatrixRTC support (rtc.go).
+	rtc rtcSide
 	// invites holds local users' invites to rooms this server is not in
 	// (federation_invite.go).
 	invites *invites.Store
+	// delayed holds delayed events (MSC4140, delayed.go).
+	delayed *delayed.Service
 }
 
 // New builds every client endpoint.
@@ -195,6 +226,9 @@ func New(cfg Config, deps Deps) (*Signalling, error) {
 	s := &Signalling{cfg: cfg, log: deps.Logger, now: deps.Now, feed: deps.Feed, fed: deps.Federation}
 	idx, hub := deps.Feed.index, deps.Feed.hub
 	s.invites = invites.New(deps.DB, hub.Wake)
+	if err := s.newRTC(cfg, deps); err != nil {
+		return nil, err
+	}
 	var err error
 
 	// Accounts call back into keys (device deletion) and rooms (profile
@@ -223,6 +257,9 @@ func New(cfg Config, deps Deps) (*Signalling, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := s.newDelayed(cfg, deps); err != nil {
+		return nil, err
+	}
 	var onTyping func(roomID, userID string, typing bool)
 	var onReceipt func(ctx context.Context, roomID, userID, receiptType, threadID, eventID string, ts int64)
 	if s.fed != nil {
@@ -240,6 +277,7 @@ func New(cfg Config, deps Deps) (*Signalling, error) {
 		WaitIndexed:        idx.WaitFor,
 		OnTyping:           onTyping,
 		OnReceipt:          onReceipt,
+		Delayed:            delayedScheduler{s.delayed},
 		Logger:             deps.Logger.With("component", "roomapi"), Now: deps.Now,
 	})
 	if err != nil {
@@ -287,6 +325,9 @@ func (s *Signalling) Start(ctx context.Context) error {
 	if err := s.keys.FlushOutbox(ctx); err != nil {
 		s.log.Warn("to-device messages for other servers wait in the outbox", "err", err)
 	}
+	if err := s.delayed.Start(ctx); err != nil { // sends the overdue delayed events
+		return err
+	}
 	return s.accounts.Start(ctx)
 }
 
@@ -301,6 +342,8 @@ func (s *Signalling) Register(mux server.Router) {
 	s.sync.Register(rt)
 	s.cable.Register(rt)
 	s.registerOpenID(rt)
+	s.delayed.Register(rt)
+	s.registerRTC(rt, mux)
 }
 
 // Close closes the realtime connections and stops the typing timers. It
@@ -308,7 +351,7 @@ func (s *Signalling) Register(mux server.Router) {
 func (s *Signalling) Close() error {
 	// The realtime connections go first: they read from the others. The
 	// typing sender goes after roomapi, whose expiry timer feeds it.
-	err := errors.Join(s.cable.Close(), s.rooms.Close(), s.accounts.Close())
+	err := errors.Join(s.cable.Close(), s.delayed.Close(), s.rooms.Close(), s.accounts.Close())
 	if s.typingOut != nil {
 		s.typingOut.close()
 	}

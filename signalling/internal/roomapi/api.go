@@ -90,7 +90,11 @@ type Deps struct {
 	// OnReceipt, if set, hears every public receipt a local user stored
 	// (ts in milliseconds), so federation can send m.receipt.
 	OnReceipt func(ctx context.Context, roomID, userID, receiptType, threadID, eventID string, ts int64)
-	Logger    *slog.Logger
+	// Delayed, if set, schedules the events sent with
+	// ?org.matrix.msc4140.delay= (MSC4140, send.go); without it such a
+	// request is 403.
+	Delayed Delayer
+	Logger  *slog.Logger
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 }

@@ -3,10 +3,14 @@ package roomapi
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"net/http"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/plexus-chat/plexus/internal/cjson"
 	"github.com/plexus-chat/plexus/internal/mxerr"
@@ -24,6 +28,79 @@ const (
 
 type eventIDResponse struct {
 	EventID string `json:"event_id"`
+}
+
+// txnDelayed scopes the transaction IDs of delayed sends, whose answer is
+// a delay ID, not an event ID.
+const txnDelayed = "delayed"
+
+// delayParam is MSC4140's query parameter on /send and /state: the event
+// is scheduled, not sent ("Scheduling a delayed event").
+const delayParam = "org.matrix.msc4140.delay"
+
+// DelayedEvent is an event to send later, or, handed to SendAs, now.
+// StateKey is nil for a message event.
+type DelayedEvent struct {
+	UserID, DeviceID, RoomID, Type string
+	StateKey                       *string
+	Content                        json.RawMessage
+}
+
+// Delayer schedules the events sent with ?org.matrix.msc4140.delay=.
+type Delayer interface {
+	Schedule(ctx context.Context, ev DelayedEvent, delay time.Duration) (delayID string, err error)
+}
+
+type delayIDResponse struct {
+	DelayID string `json:"delay_id"`
+}
+
+// delayOf reads the delay parameter in milliseconds; ok is false without
+// one.
+func delayOf(r *http.Request) (delay time.Duration, ok bool, err error) {
+	q := r.URL.Query()
+	if !q.Has(delayParam) {
+		return 0, false, nil
+	}
+	ms, err := strconv.ParseInt(q.Get(delayParam), 10, 64)
+	if err != nil || ms <= 0 || ms > math.MaxInt64/int64(time.Millisecond) {
+		return 0, false, mxerr.InvalidParam(delayParam + " must be a positive integer of milliseconds")
+	}
+	return time.Duration(ms) * time.Millisecond, true, nil
+}
+
+// schedule hands an event sent with a delay to Deps.Delayed, charging the
+// send rate now: the event is sent later without it.
+func (a *API) schedule(ctx context.Context, s *endpoint.Session, roomID, typ string, stateKey *string, content cjson.Value, delay time.Duration) (string, error) {
+	if a.deps.Delayed == nil {
+		return "", mxerr.Forbidden("Delayed events are not enabled on this server")
+	}
+	if err := a.checkRate(s); err != nil {
+		return "", err
+	}
+	return a.deps.Delayed.Schedule(ctx, DelayedEvent{UserID: s.UserID, DeviceID: s.DeviceID, RoomID: roomID,
+		Type: typ, StateKey: stateKey, Content: cjson.Marshal(content)}, delay)
+}
+
+// SendAs sends ev as its user and device through the checks of PUT /send
+// (a message event, scoped by txnID like a client's transaction ID) or PUT
+// /state, without the send rate limit: it is how delayed events are sent,
+// whose scheduling was rate-limited.
+func (a *API) SendAs(ctx context.Context, ev DelayedEvent, txnID string) (string, error) {
+	if err := validRoomID(ev.RoomID); err != nil {
+		return "", err
+	}
+	content, err := cjson.Parse(ev.Content)
+	if err != nil || content.Kind() != cjson.Object {
+		return "", mxerr.BadJSON("Content must be a JSON object")
+	}
+	s := &endpoint.Session{UserID: ev.UserID, DeviceID: ev.DeviceID}
+	if ev.StateKey != nil {
+		return a.putStateEvent(ctx, s, ev.RoomID, ev.Type, *ev.StateKey, content)
+	}
+	return a.withTxn(ctx, s, txnSend, txnID, ev.RoomID, func() (string, error) {
+		return a.appendMessage(ctx, s, ev.RoomID, ev.Type, content)
+	})
 }
 
 // checkRate applies the per-device send limit.
@@ -77,6 +154,20 @@ func (a *API) send(w http.ResponseWriter, r *http.Request, s *endpoint.Session) 
 		endpoint.Fail(w, err)
 		return
 	}
+	if delay, ok, err := delayOf(r); err != nil || ok {
+		var id string
+		if err == nil {
+			id, err = a.withTxn(ctx, s, txnDelayed, txnID, roomID, func() (string, error) {
+				return a.schedule(ctx, s, roomID, typ, nil, content, delay)
+			})
+		}
+		if err != nil {
+			endpoint.Fail(w, err)
+			return
+		}
+		endpoint.Write(w, delayIDResponse{DelayID: id})
+		return
+	}
 	id, err := a.sendEvent(ctx, s, roomID, typ, txnID, content)
 	if err != nil {
 		endpoint.Fail(w, err)
@@ -93,32 +184,37 @@ func (a *API) sendEvent(ctx context.Context, s *endpoint.Session, roomID, typ, t
 		if err := a.checkRate(s); err != nil {
 			return "", err
 		}
-		le := rooms.LocalEvent{Type: typ, Sender: rooms.UserID(s.UserID), Content: content}
-		if typ == "m.room.redaction" {
-			// "Homeservers MUST allow clients to send m.room.redaction
-			// events with this endpoint for all room versions. In rooms
-			// with a version older than 11 they MUST move the redacts
-			// property inside the content to the top level."
-			target, _ := content.GetStr("redacts")
-			if _, err := rooms.ParseEventID(target); err != nil {
-				return "", mxerr.BadJSON("content.redacts must be an event ID")
-			}
-			v, err := a.roomVersion(ctx, roomID)
-			if err != nil {
-				return "", a.sendErr(ctx, roomID, s.UserID, err)
-			}
-			if !v.RedactsInContent {
-				le.Content = content.Without("redacts")
-			}
-			return a.appendRedaction(ctx, roomID, s, le, target)
+		return a.appendMessage(ctx, s, roomID, typ, content)
+	})
+}
+
+// appendMessage appends a message event for sendEvent and SendAs.
+func (a *API) appendMessage(ctx context.Context, s *endpoint.Session, roomID, typ string, content cjson.Value) (string, error) {
+	le := rooms.LocalEvent{Type: typ, Sender: rooms.UserID(s.UserID), Content: content}
+	if typ == "m.room.redaction" {
+		// "Homeservers MUST allow clients to send m.room.redaction
+		// events with this endpoint for all room versions. In rooms
+		// with a version older than 11 they MUST move the redacts
+		// property inside the content to the top level."
+		target, _ := content.GetStr("redacts")
+		if _, err := rooms.ParseEventID(target); err != nil {
+			return "", mxerr.BadJSON("content.redacts must be an event ID")
 		}
-		// m.call.* and every other type pass through unchanged.
-		st, err := a.deps.Rooms.Append(ctx, rooms.RoomID(roomID), le)
+		v, err := a.roomVersion(ctx, roomID)
 		if err != nil {
 			return "", a.sendErr(ctx, roomID, s.UserID, err)
 		}
-		return string(st.Event.ID()), nil
-	})
+		if !v.RedactsInContent {
+			le.Content = content.Without("redacts")
+		}
+		return a.appendRedaction(ctx, roomID, s, le, target)
+	}
+	// m.call.* and every other type pass through unchanged.
+	st, err := a.deps.Rooms.Append(ctx, rooms.RoomID(roomID), le)
+	if err != nil {
+		return "", a.sendErr(ctx, roomID, s.UserID, err)
+	}
+	return string(st.Event.ID()), nil
 }
 
 // sendErr maps a failed append, telling a sender who is not in the room
@@ -225,22 +321,42 @@ func (a *API) putState(w http.ResponseWriter, r *http.Request, s *endpoint.Sessi
 		endpoint.Fail(w, err)
 		return
 	}
+	if delay, ok, err := delayOf(r); err != nil || ok {
+		var id string
+		if err == nil {
+			id, err = a.schedule(ctx, s, roomID, typ, &stateKey, content, delay)
+		}
+		if err != nil {
+			endpoint.Fail(w, err)
+			return
+		}
+		endpoint.Write(w, delayIDResponse{DelayID: id})
+		return
+	}
 	if err := a.checkRate(s); err != nil {
 		endpoint.Fail(w, err)
 		return
 	}
+	id, err := a.putStateEvent(ctx, s, roomID, typ, stateKey, content)
+	if err != nil {
+		endpoint.Fail(w, err)
+		return
+	}
+	endpoint.Write(w, eventIDResponse{EventID: id})
+}
+
+// putStateEvent appends a state event for putState and SendAs.
+func (a *API) putStateEvent(ctx context.Context, s *endpoint.Session, roomID, typ, stateKey string, content cjson.Value) (string, error) {
 	if typ == "m.room.canonical_alias" {
 		if err := a.checkCanonicalAlias(ctx, roomID, content); err != nil {
-			endpoint.Fail(w, err)
-			return
+			return "", err
 		}
 	}
 	st, err := a.deps.Rooms.Append(ctx, rooms.RoomID(roomID), rooms.LocalEvent{
 		Type: typ, StateKey: &stateKey, Sender: rooms.UserID(s.UserID), Content: content,
 	})
 	if err != nil {
-		endpoint.Fail(w, a.sendErr(ctx, roomID, s.UserID, err))
-		return
+		return "", a.sendErr(ctx, roomID, s.UserID, err)
 	}
 	if typ == "m.room.member" {
 		if m, _ := content.GetStr("membership"); m == "join" || m == "invite" || m == "knock" {
@@ -249,7 +365,7 @@ func (a *API) putState(w http.ResponseWriter, r *http.Request, s *endpoint.Sessi
 			}
 		}
 	}
-	endpoint.Write(w, eventIDResponse{EventID: string(st.Event.ID())})
+	return string(st.Event.ID()), nil
 }
 
 // checkCanonicalAlias validates the aliases an m.room.canonical_alias

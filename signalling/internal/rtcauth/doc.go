@@ -1,0 +1,33 @@
+// Package rtcauth is the MatrixRTC side of the client API: the token
+// service that Element Call and other MatrixRTC clients ask for an SFU
+// access token, the OpenID tokens they prove their identity with, and the
+// reading of call membership state.
+//
+// The token service speaks the protocol of Element's lk-jwt-service (the
+// MatrixRTC Authorization Service of MSC4195), so a client configured
+// with our livekit_service_url cannot tell the difference:
+//
+//   - POST {livekit_service_url}/sfu/get, the legacy form, takes
+//     {room, openid_token, device_id}; the LiveKit room is the hash of the
+//     Matrix room ID and the slot "m.call#ROOM", the identity
+//     "@user:server:DEVICE".
+//   - POST {livekit_service_url}/get_token takes {room_id, slot_id,
+//     openid_token, member: {id, claimed_user_id, claimed_device_id}};
+//     room and identity are hashes (RoomAlias, Identity) that reveal
+//     neither the room nor the user to the SFU.
+//   - GET {livekit_service_url}/healthz answers 200.
+//
+// Both answer {url, jwt}. The OpenID token is checked locally when it is
+// ours and through GET /_matrix/federation/v1/openid/userinfo on its
+// server otherwise. Unlike lk-jwt-service, which trusts any valid OpenID
+// token, the caller must also be joined to the Matrix room (as our copy of
+// the room has it): a token for a room's call is only for its members.
+// Local users get the grants of lk-jwt-service's "full access" users
+// (publish, and create the SFU room); users of other servers get the
+// "restricted" ones (join and subscribe to an existing room): under
+// MSC4195 each participant publishes to their own homeserver's SFU.
+//
+// LiveMemberships reads org.matrix.msc3401.call.member and m.rtc.member
+// state as Element Call (matrix-js-sdk's CallMembership) does: empty
+// content is a member who left, and a membership past its expiry is gone.
+package rtcauth
