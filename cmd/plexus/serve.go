@@ -141,8 +141,20 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger) (err error)
 		log.Warn("rate limits are off: any client may send and register as fast as it likes")
 	}
 	var clientFed signalling.Federation
+	var openID signalling.OpenIDVerifier
 	if fed != nil {
-		clientFed = fed // a nil *Federation must not become a non-nil interface
+		// A nil *Federation must not become a non-nil interface.
+		clientFed, openID = fed, fed
+	}
+	var rtc signalling.RTCConfig
+	if cfg.SFU {
+		secret, err := sfuSecret(cfg, log)
+		if err != nil {
+			return err
+		}
+		rtc = signalling.RTCConfig{APIKey: cfg.SFUAPIKey, APISecret: secret, SFUURL: cfg.SFUURL}
+	} else {
+		rtc.Disabled = true
 	}
 	client, err := signalling.New(signalling.Config{
 		ServerName:               cfg.ServerName,
@@ -155,11 +167,13 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger) (err error)
 		MaxUploadBytes:           cfg.MaxUploadBytes,
 		TURN:                     turnCreds,
 		CookieKey:                cookieKey,
+		RTC:                      rtc,
 	}, signalling.Deps{
 		DB: db, Rooms: roomSvc, Feed: feed,
 		Logger:     log.With("component", "client"),
 		Metrics:    roomMetrics,
 		Federation: clientFed,
+		OpenID:     openID,
 	})
 	if err != nil {
 		return err
@@ -170,6 +184,11 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger) (err error)
 	}
 	client.Register(srv)
 	log.Info("client API ready", "registration", cfg.EffectiveRegistration())
+	if cfg.SFU {
+		if err := startSFU(cfg, rtc.APISecret, log, reg, cs, turnCreds, client.CallWorld(), srv); err != nil {
+			return err
+		}
+	}
 
 	if fed != nil {
 		fed.SetRooms(roomSvc)
