@@ -168,6 +168,7 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger) (err error)
 		TURN:                     turnCreds,
 		CookieKey:                cookieKey,
 		RTC:                      rtc,
+		MaxEventDelay:            cfg.MaxEventDelay,
 	}, signalling.Deps{
 		DB: db, Rooms: roomSvc, Feed: feed,
 		Logger:     log.With("component", "client"),

@@ -45,6 +45,8 @@ type Config struct {
 	// RateLimits enables the rate limits on login, registration and
 	// sending.
 	RateLimits bool
+	// MaxEventDelay is the longest delay of a delayed event (MSC4140).
+	MaxEventDelay time.Duration
 	// MetricsListen is "" to serve /metrics on the main listener, MetricsOff
 	// to serve no metrics at all, or a host:port to serve /metrics only there.
 	MetricsListen string

@@ -44,6 +44,8 @@ func defaults() Config {
 		TURNMaxBitrate:         10000,
 		TURNMaxLifetime:        12 * time.Hour,
 
+		MaxEventDelay: 24 * time.Hour,
+
 		// SFU
 		SFU:        true,
 		SFUUDPPort: 7882,

@@ -102,6 +102,9 @@ var generalOptions = []option{
 	define("rate-limits", "on|off", "on",
 		"rate limits on login, registration and sending (429 M_LIMIT_EXCEEDED); off only for load tests and trusted set-ups",
 		func(c *Config) *bool { return &c.RateLimits }, parseOnOff),
+	define("max-event-delay", "DURATION", "24h",
+		"longest delay of a delayed event (MSC4140; a call membership's leave is one); longer asks get M_MAX_DELAY_EXCEEDED",
+		func(c *Config) *time.Duration { return &c.MaxEventDelay }, parseMaxDelay),
 	define("metrics-listen", "ADDR", "",
 		"/metrics: empty serves it on --listen, host:port serves it only there, 'off' disables it",
 		func(c *Config) *string { return &c.MetricsListen }, parseMetricsListen),
@@ -240,6 +243,14 @@ func parseRegistration(s string) (string, error) {
 }
 
 func parseAny(s string) (string, error) { return s, nil }
+
+func parseMaxDelay(s string) (time.Duration, error) {
+	d, err := time.ParseDuration(s)
+	if err != nil || d < time.Second {
+		return 0, errors.New("want a duration of at least 1s, such as 24h")
+	}
+	return d, nil
+}
 
 func parseOnOff(s string) (bool, error) {
 	switch s {
