@@ -85,6 +85,8 @@ type Federation struct {
 	auth   fedhttp.Authenticator
 	queue  *queue.Queue
 	api    *fedapi.API // made by Register
+	// sends notes each destination's last delivery and failure (status.go).
+	sends *sendLog
 
 	servers *roomServers
 	gaps    roomLocks // one gap walk per room at a time
@@ -148,7 +150,8 @@ func New(cfg Config, deps Deps) (*Federation, error) {
 	f.auth = contactAuth{transport.NewVerifier(cfg.ServerName, f.keys), f}
 	qcfg := cfg.Queue
 	qcfg.ServerName = cfg.ServerName
-	f.queue, err = queue.New(qcfg, deps.DB, sender{f.client}, deps.Logger.With("part", "queue"))
+	f.sends = newSendLog(sender{f.client}, qcfg.Now)
+	f.queue, err = queue.New(qcfg, deps.DB, f.sends, deps.Logger.With("part", "queue"))
 	if err != nil {
 		return nil, err
 	}

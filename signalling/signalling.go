@@ -26,6 +26,7 @@ import (
 	"github.com/plexus-chat/plexus/signalling/internal/ratelimit"
 	"github.com/plexus-chat/plexus/signalling/internal/roomapi"
 	"github.com/plexus-chat/plexus/signalling/internal/rtcauth"
+	"github.com/plexus-chat/plexus/signalling/internal/status"
 	"github.com/plexus-chat/plexus/signalling/internal/stream"
 	"github.com/plexus-chat/plexus/signalling/internal/syncer"
 )
@@ -146,6 +147,10 @@ type Deps struct {
 	// OpenID, if set, verifies other servers' OpenID tokens for the SFU
 	// token service (rtc.go).
 	OpenID OpenIDVerifier
+	// Status are the parts of the server the operator page reports on
+	// besides rooms and calls, by section name ("sfu", "turn",
+	// "federation"; status.go).
+	Status map[string]StatusSource
 }
 
 // Federation is what the client side asks of federation.
@@ -210,6 +215,8 @@ type Signalling struct {
 	invites *invites.Store
 	// delayed holds delayed events (MSC4140, delayed.go).
 	delayed *delayed.Service
+	// status serves the operator page (status.go).
+	status *status.Service
 }
 
 // New builds every client endpoint.
@@ -314,6 +321,10 @@ func New(cfg Config, deps Deps) (*Signalling, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Last: it starts the status sampler, which nothing after could stop.
+	if err := s.newStatus(deps); err != nil {
+		return nil, err
+	}
 	return s, nil
 }
 
@@ -344,6 +355,7 @@ func (s *Signalling) Register(mux server.Router) {
 	s.registerOpenID(rt)
 	s.delayed.Register(rt)
 	s.registerRTC(rt, mux)
+	s.status.Register(rt)
 }
 
 // Close closes the realtime connections and stops the typing timers. It
@@ -351,7 +363,7 @@ func (s *Signalling) Register(mux server.Router) {
 func (s *Signalling) Close() error {
 	// The realtime connections go first: they read from the others. The
 	// typing sender goes after roomapi, whose expiry timer feeds it.
-	err := errors.Join(s.cable.Close(), s.delayed.Close(), s.rooms.Close(), s.accounts.Close())
+	err := errors.Join(s.cable.Close(), s.delayed.Close(), s.rooms.Close(), s.accounts.Close(), s.status.Close())
 	if s.typingOut != nil {
 		s.typingOut.close()
 	}

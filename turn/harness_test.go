@@ -15,9 +15,9 @@ import (
 	"github.com/pion/stun/v3"
 	pionturn "github.com/pion/turn/v4"
 
+	"github.com/plexus-chat/plexus/internal/pionlog"
 	"github.com/plexus-chat/plexus/internal/tlscert"
 	"github.com/plexus-chat/plexus/internal/turncred"
-	"github.com/plexus-chat/plexus/internal/pionlog"
 )
 
 // This file is the test harness: a server on loopback, credentials, an

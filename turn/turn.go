@@ -14,9 +14,9 @@ import (
 	pionturn "github.com/pion/turn/v4"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/plexus-chat/plexus/internal/pionlog"
 	"github.com/plexus-chat/plexus/turn/internal/dgram"
 	"github.com/plexus-chat/plexus/turn/internal/peer"
-	"github.com/plexus-chat/plexus/internal/pionlog"
 	"github.com/plexus-chat/plexus/turn/internal/relay"
 )
 

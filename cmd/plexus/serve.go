@@ -125,7 +125,7 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger) (err error)
 		return err
 	}
 	cs.adopt("rooms", roomSvc)
-	turnCreds, err := startTURN(cfg, log, reg, cs)
+	turnCreds, turnSrv, err := startTURN(cfg, log, reg, cs)
 	if err != nil {
 		return err
 	}
@@ -146,6 +146,9 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger) (err error)
 		// A nil *Federation must not become a non-nil interface.
 		clientFed, openID = fed, fed
 	}
+	// The SFU is built after the client side, whose world store it
+	// writes to; the operator page reads its status through this.
+	sfuStatus := &lateSFU{}
 	var rtc signalling.RTCConfig
 	if cfg.SFU {
 		secret, err := sfuSecret(cfg, log)
@@ -175,6 +178,7 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger) (err error)
 		Metrics:    roomMetrics,
 		Federation: clientFed,
 		OpenID:     openID,
+		Status:     statusSources(fed, turnSrv, sfuStatus),
 	})
 	if err != nil {
 		return err
@@ -186,7 +190,7 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger) (err error)
 	client.Register(srv)
 	log.Info("client API ready", "registration", cfg.EffectiveRegistration())
 	if cfg.SFU {
-		if err := startSFU(cfg, rtc.APISecret, log, reg, cs, turnCreds, client.CallWorld(), srv); err != nil {
+		if sfuStatus.srv, err = startSFU(cfg, rtc.APISecret, log, reg, cs, turnCreds, client.CallWorld(), srv); err != nil {
 			return err
 		}
 	}

@@ -46,7 +46,7 @@ func sfuSecret(cfg config.Config, log *slog.Logger) (string, error) {
 // credentials minted for their identity at join; world snapshots persist
 // through world.
 func startSFU(cfg config.Config, secret string, log *slog.Logger, reg *prometheus.Registry, cs *components,
-	turnCreds signalling.TURNConfig, world sfu.WorldStore, mux server.Router) error {
+	turnCreds signalling.TURNConfig, world sfu.WorldStore, mux server.Router) (*sfu.Server, error) {
 	var metrics prometheus.Registerer
 	if reg != nil { // a nil *Registry in the interface would not read as nil
 		metrics = reg
@@ -73,7 +73,7 @@ func startSFU(cfg config.Config, secret string, log *slog.Logger, reg *prometheu
 		World:      world,
 	})
 	if err != nil {
-		return err
+		return nil, err
 	}
 	cs.adopt("sfu", srv)
 	mux.Handle(sfuPrefix+"/", http.StripPrefix(sfuPrefix, srv.Handler()))
@@ -82,7 +82,7 @@ func startSFU(cfg config.Config, secret string, log *slog.Logger, reg *prometheu
 		attrs = append(attrs, "tcp", a.String())
 	}
 	log.Info("SFU ready", attrs...)
-	return nil
+	return srv, nil
 }
 
 // iceServers hands each SFU participant fresh TURN REST credentials for

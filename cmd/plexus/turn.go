@@ -23,15 +23,16 @@ const turnSecretFile = "turn.secret"
 // and returns what GET /voip/turnServer hands out: the shared secret and
 // the URIs of the listeners that are enabled. With both TURN listeners
 // disabled it starts nothing and returns no URIs, so the endpoint offers
-// no relay.
-func startTURN(cfg config.Config, log *slog.Logger, reg *prometheus.Registry, cs *components) (signalling.TURNConfig, error) {
+// no relay. The server is returned for the operator page (nil when
+// disabled).
+func startTURN(cfg config.Config, log *slog.Logger, reg *prometheus.Registry, cs *components) (signalling.TURNConfig, *turn.Server, error) {
 	if cfg.TURNListen == "" && cfg.TURNTLSListen == "" {
 		log.Info("TURN relay disabled")
-		return signalling.TURNConfig{}, nil
+		return signalling.TURNConfig{}, nil, nil
 	}
 	secret, err := turnSecret(cfg, log)
 	if err != nil {
-		return signalling.TURNConfig{}, err
+		return signalling.TURNConfig{}, nil, err
 	}
 	var cert *tls.Certificate
 	if cfg.TURNTLSListen != "" {
@@ -42,7 +43,7 @@ func startTURN(cfg config.Config, log *slog.Logger, reg *prometheus.Registry, cs
 			Hosts:    certHosts(cfg),
 		})
 		if err != nil {
-			return signalling.TURNConfig{}, err
+			return signalling.TURNConfig{}, nil, err
 		}
 		if c.SelfSigned {
 			log.Warn("TURN over TLS uses a self-signed certificate, which browsers refuse; set --turn-tls-cert and --turn-tls-key",
@@ -75,10 +76,10 @@ func startTURN(cfg config.Config, log *slog.Logger, reg *prometheus.Registry, cs
 		Metrics: metrics,
 	})
 	if err != nil {
-		return signalling.TURNConfig{}, err
+		return signalling.TURNConfig{}, nil, err
 	}
 	cs.adopt("turn", srv)
-	return signalling.TURNConfig{Secret: secret, URIs: srv.URIs()}, nil
+	return signalling.TURNConfig{Secret: secret, URIs: srv.URIs()}, srv, nil
 }
 
 // turnSecret returns --turn-secret, or the secret in <data>/turn.secret,

@@ -207,6 +207,8 @@ func (a *API) Register(rt *endpoint.Router) {
 
 	// The room summary (summary.go).
 	a.registerSummary(rt)
+	// The event graph for the web client's drawing (graph.go).
+	a.registerGraph(rt)
 }
 
 // roomVersion returns a stored room's version, or rooms.ErrUnknownRoom.
