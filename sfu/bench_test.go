@@ -12,6 +12,7 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/exec"
 	"strconv"
@@ -47,7 +48,13 @@ func TestSFUServerProcess(t *testing.T) {
 	if os.Getenv(serverEnv) == "" {
 		t.Skip("the SFU benchmarks' server process")
 	}
-	h := newHarness(t, sfu.Config{}, sfu.Deps{})
+	// Errors only: at 150 subscribers the warnings of connections
+	// closing at the end would bury the figures.
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
+	if os.Getenv("PLEXUS_SFU_DEBUG") != "" {
+		log = testLogger()
+	}
+	h := newHarness(t, sfu.Config{}, sfu.Deps{Logger: log})
 	fmt.Println("url", h.url)
 	_, _ = io.Copy(io.Discard, os.Stdin)
 	fmt.Printf("stats %+v\n", h.srv.Stats())
@@ -64,7 +71,12 @@ type serverProcess struct {
 func startServer(b *testing.B) *serverProcess {
 	b.Helper()
 	raiseFileLimit(b, 8192)
-	cmd := exec.Command(os.Args[0], "-test.run=^TestSFUServerProcess$")
+	args := []string{"-test.run=^TestSFUServerProcess$"}
+	// PLEXUS_SFU_BENCH_PROFILE=file writes the server's CPU profile.
+	if prof := os.Getenv("PLEXUS_SFU_BENCH_PROFILE"); prof != "" {
+		args = append(args, "-test.cpuprofile="+prof)
+	}
+	cmd := exec.Command(os.Args[0], args...)
 	cmd.Env = append(os.Environ(), serverEnv+"=1")
 	cmd.Stderr = os.Stderr
 	stdin, err := cmd.StdinPipe()
@@ -256,7 +268,7 @@ func BenchmarkSimulcast(b *testing.B) {
 			}
 			// Warm up until the bandwidth estimates let every subscriber
 			// have the 720p layer, which the figure is about.
-			if err := sfutest.AwaitErr(45*time.Second, func() bool {
+			if err := sfutest.AwaitErr(30*time.Second, func() bool {
 				for _, s := range subs {
 					if s.stats("publisher", lksdk.TrackKindVideo).Width != 1280 {
 						return false
