@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"strings"
 
 	"github.com/pion/logging"
 )
@@ -47,6 +48,19 @@ func (l *leveled) emit(level slog.Level, key, format string, args []any) {
 	if !l.log.Enabled(ctx, level) {
 		return
 	}
+	msg := format
+	if args != nil {
+		msg = fmt.Sprintf(format, args...)
+	}
+	if level >= slog.LevelWarn && closing(msg) {
+		// Closing a peer connection or a relay makes pion's read and write
+		// loops fail on the sockets being closed under them, and each says
+		// so at warn or error. That is the normal end of a connection.
+		level = slog.LevelDebug
+		if !l.log.Enabled(ctx, level) {
+			return
+		}
+	}
 	var suppressed uint64
 	if l.lim != nil {
 		ok, n := l.lim.Allow(l.scope + "\x00" + key)
@@ -55,13 +69,28 @@ func (l *leveled) emit(level slog.Level, key, format string, args []any) {
 		}
 		suppressed = n
 	}
-	msg := format
-	if args != nil {
-		msg = fmt.Sprintf(format, args...)
-	}
 	if suppressed > 0 {
 		l.log.Log(ctx, level, msg, "suppressed", suppressed)
 		return
 	}
 	l.log.Log(ctx, level, msg)
+}
+
+// closedMarks are what pion's errors say when the socket or stream they
+// used was closed on purpose.
+var closedMarks = []string{
+	"closed pipe",
+	"use of closed network connection",
+	"is already closed",
+	"stream is closed",
+	"conn is closed",
+}
+
+func closing(msg string) bool {
+	for _, m := range closedMarks {
+		if strings.Contains(msg, m) {
+			return true
+		}
+	}
+	return false
 }

@@ -63,3 +63,28 @@ func TestFactory(t *testing.T) {
 		t.Errorf("scope missing:\n%s", out)
 	}
 }
+
+// TestClosingIsDebug: the errors pion's loops report when their sockets
+// are closed on purpose are not warnings; other errors still are.
+func TestClosingIsDebug(t *testing.T) {
+	var info, debug bytes.Buffer
+	for _, c := range []struct {
+		buf   *bytes.Buffer
+		level slog.Level
+	}{{&info, slog.LevelInfo}, {&debug, slog.LevelDebug}} {
+		f := &Factory{Logger: slog.New(slog.NewTextHandler(c.buf, &slog.HandlerOptions{Level: c.level}))}
+		l := f.NewLogger("ice")
+		l.Warnf("Failed to read from candidate %s: %v", "udp4 host 127.0.0.1:7882", "io: read/write on closed pipe")
+		l.Errorf("Failed to accept RTP %v", "stream is already closed")
+		l.Errorf("Failed to handshake: %v", "timeout")
+	}
+	if strings.Contains(info.String(), "closed") {
+		t.Errorf("closing noise logged at info level:\n%s", info.String())
+	}
+	if !strings.Contains(info.String(), "handshake") {
+		t.Errorf("a real error was dropped:\n%s", info.String())
+	}
+	if n := strings.Count(debug.String(), "level=DEBUG"); n != 2 {
+		t.Errorf("%d debug lines, want the 2 closing ones:\n%s", n, debug.String())
+	}
+}
