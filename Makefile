@@ -22,6 +22,9 @@ export PLEXUS_REQUIRE_POSTGRES ?= 1
 # A cached pass proves nothing about this machine (PostgreSQL may be gone),
 # so CI always runs the tests.
 TESTFLAGS ?= -count=1
+# The web client's browser tests skip without Chromium on a developer's
+# machine; in CI (where .ci/chromium.sh installs it) they must run.
+export PLEXUS_REQUIRE_BROWSER ?= 1
 endif
 
 # Every package runs under the race detector except these, which are pure
@@ -41,14 +44,14 @@ empty :=
 space := $(empty) $(empty)
 NORACE_RE := /($(subst $(space),|,$(strip $(NORACE_PKGS))))$$
 
-.PHONY: help build run node-setup test bench lint fuzz clean
+.PHONY: help build run node-setup web test bench lint fuzz clean
 
 help: ## list the targets
 	@echo "Usage: make <target>"
 	@echo
 	@awk 'BEGIN { FS = ":.*## " } /^[a-zA-Z_-]+:.*## / { printf "  %-7s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
 
-build: ## build bin/plexus, stamped with the git version
+build: web ## build bin/plexus, stamped with the git version
 	go build -ldflags "$(LDFLAGS)" -o bin/plexus ./cmd/plexus
 
 run: build ## build and run `plexus serve` with defaults (SQLite in ./plexus-data); extra flags: make run ARGS="--log-level debug"
@@ -57,7 +60,17 @@ run: build ## build and run `plexus serve` with defaults (SQLite in ./plexus-dat
 node-setup: ## install Node.js and the cable package's ActionCable test harness if missing (quick when done)
 	@bash .ci/node.sh
 
-test: node-setup ## run every test; -race except on NORACE_PKGS; PostgreSQL at PLEXUS_TEST_POSTGRES
+# The bundle is embedded in the binary (web/dist, go:embed); npm ci runs only
+# when web/node_modules is missing or older than the lockfile; esbuild (a Go
+# module) bundles offline.
+web: node-setup ## install the web client's npm packages from the lockfile and bundle it into web/dist
+	@if ! cmp -s web/package-lock.json web/node_modules/.plexus-lock.json; then \
+		echo "npm ci in web"; \
+		(cd web && npm ci --no-audit --no-fund --loglevel=error) && cp web/package-lock.json web/node_modules/.plexus-lock.json; \
+	fi
+	go run ./web/build
+
+test: node-setup web ## run every test; -race except on NORACE_PKGS; PostgreSQL at PLEXUS_TEST_POSTGRES
 	@set -e; \
 	all=$$(go list ./...); \
 	race=$$(grep -vE '$(NORACE_RE)' <<<"$$all" || true); \
@@ -68,7 +81,7 @@ test: node-setup ## run every test; -race except on NORACE_PKGS; PostgreSQL at P
 bench: ## run every benchmark once and print its figures
 	go test -run '^$$' -bench . -benchmem -timeout 60m ./...
 
-lint: ## gofmt, go vet and staticcheck; fails on any finding
+lint: web ## gofmt, go vet and staticcheck; fails on any finding
 	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt -w needed on:"; echo "$$out"; exit 1; fi
 	go vet ./...
 	go run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...

@@ -15,6 +15,7 @@ import (
 	"github.com/plexus-chat/plexus/internal/storage"
 	"github.com/plexus-chat/plexus/rooms"
 	"github.com/plexus-chat/plexus/signalling"
+	"github.com/plexus-chat/plexus/web"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -188,6 +189,11 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger) (err error)
 		return err
 	}
 	client.Register(srv)
+	webClient, err := web.New(web.Config{}, web.Deps{Logger: log.With("component", "web")})
+	if err != nil {
+		return err
+	}
+	webClient.Register(srv) // the web client at /, a client of the APIs above like any other
 	log.Info("client API ready", "registration", cfg.EffectiveRegistration())
 	if cfg.SFU {
 		if sfuStatus.srv, err = startSFU(cfg, rtc.APISecret, log, reg, cs, turnCreds, client.CallWorld(), srv); err != nil {

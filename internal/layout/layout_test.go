@@ -60,6 +60,12 @@ var forbidden = map[string][]string{
 		module + "/rooms", module + "/signalling", module + "/federation",
 		module + "/sfu", module + "/web", module + "/cmd",
 	},
+	// The web client is a client like any other: it serves files and
+	// reaches the server only through its public APIs, from the browser.
+	module + "/web": {
+		module + "/rooms", module + "/signalling", module + "/federation",
+		module + "/sfu", module + "/turn", module + "/cmd",
+	},
 	module + "/internal": {
 		module + "/rooms", module + "/signalling", module + "/federation",
 		module + "/sfu", module + "/turn", module + "/web", module + "/cmd",

@@ -1,0 +1,10 @@
+// The web client's entry point: styles, the built-in panels, the app.
+
+import './style.css';
+import { registerPanel } from './panels.js';
+import { chatPanel } from './views/chat.js';
+import { App } from './app.js';
+
+registerPanel({ id: 'chat', label: 'Chat', mount: chatPanel });
+
+new App(document.getElementById('app')).start();
