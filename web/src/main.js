@@ -4,7 +4,9 @@ import './style.css';
 import { registerPanel } from './panels.js';
 import { chatPanel } from './views/chat.js';
 import { App } from './app.js';
+import { groupCallPanel } from './views/groupcall.js';
 
 registerPanel({ id: 'chat', label: 'Chat', mount: chatPanel });
+registerPanel({ id: 'call', label: 'Group call', mount: groupCallPanel });
 
 new App(document.getElementById('app')).start();
