@@ -13,6 +13,7 @@ import { roomListView } from './views/roomlist.js';
 import { roomView } from './views/room.js';
 import { callLayer } from './views/callview.js';
 import { settingsDialog } from './views/settings.js';
+import { operatorLink } from './admin/route.js';
 
 const SESSION_KEY = 'plexus.session';
 
@@ -78,6 +79,7 @@ export class App extends Emitter {
         h('span', { class: 'brand' }, 'Plexus'),
         h('span', { class: 'me', id: 'me' }, userId),
         status,
+        operatorLink(this),
         h('button', {
           class: 'icon', id: 'open-settings', 'aria-label': 'Settings',
           onclick: () => { const d = settingsDialog(this); document.body.append(d); d.showModal(); },

@@ -4,9 +4,11 @@ import './style.css';
 import { registerPanel } from './panels.js';
 import { chatPanel } from './views/chat.js';
 import { App } from './app.js';
+import { graphPanel } from './graph/panel.js';
 import { groupCallPanel } from './views/groupcall.js';
 
 registerPanel({ id: 'chat', label: 'Chat', mount: chatPanel });
+registerPanel({ id: 'graph', label: 'History', mount: graphPanel });
 registerPanel({ id: 'call', label: 'Group call', mount: groupCallPanel });
 
 new App(document.getElementById('app')).start();

@@ -1,0 +1,244 @@
+package web_test
+
+import (
+	"bufio"
+	"context"
+	"net/http"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+)
+
+// startServerFlags runs plexus as startServer does, with flags added
+// after startServer's (a repeated flag's last value wins), and returns
+// it with its data folder.
+func startServerFlags(t *testing.T, flags ...string) (*server, string) {
+	t.Helper()
+	bin := binary(t)
+	listen := freeAddr(t, "tcp")
+	data := t.TempDir()
+	s := &server{URL: "http://" + listen, ServerName: "plexus.test", done: make(chan struct{})}
+	args := []string{"serve",
+		"--server-name", s.ServerName,
+		"--listen", listen,
+		"--data", data,
+		"--federation-listen", "",
+		"--turn-listen", freeAddr(t, "udp"),
+		"--turn-allow-peer", "127.0.0.1/32",
+		"--sfu=off",
+		"--metrics-listen", "off",
+		"--rate-limits=off",
+		"--registration", "open",
+		"--log-level", "info",
+	}
+	s.cmd = exec.Command(bin, append(args, flags...)...)
+	stderr, err := s.cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		sc.Buffer(make([]byte, 64<<10), 1<<20)
+		for sc.Scan() {
+			s.mu.Lock()
+			s.logs.Write(sc.Bytes())
+			s.logs.WriteByte('\n')
+			s.mu.Unlock()
+		}
+		_ = s.cmd.Wait()
+		close(s.done)
+	}()
+	t.Cleanup(func() {
+		_ = s.cmd.Process.Signal(os.Interrupt)
+		select {
+		case <-s.done:
+		case <-time.After(15 * time.Second):
+			_ = s.cmd.Process.Kill()
+			<-s.done
+		}
+		if t.Failed() {
+			t.Logf("---- plexus log (tail) ----\n%s", tail(s.logText(), 60))
+		}
+	})
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		res, err := http.Get(s.URL + "/_matrix/client/versions")
+		if err == nil {
+			res.Body.Close()
+			if res.StatusCode == http.StatusOK {
+				return s, data
+			}
+		}
+		select {
+		case <-s.done:
+			t.Fatalf("plexus exited while starting:\n%s", tail(s.logText(), 40))
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("plexus did not start: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond) // polling for the listener, with a deadline
+	}
+}
+
+// addAdmin makes a server admin with `plexus user add --admin`, which
+// writes to the database of a running server as an operator would.
+func addAdmin(t *testing.T, s *server, data, user, password string) {
+	t.Helper()
+	out, err := exec.Command(binary(t), "user", "add", user, "--admin", "--password", password,
+		"--data", data, "--server-name", s.ServerName).CombinedOutput()
+	if err != nil {
+		t.Fatalf("plexus user add --admin: %v\n%s", err, out)
+	}
+}
+
+// login signs in through the sign-in screen.
+func (p *page) login(s *server, user, password string) {
+	p.t.Helper()
+	p.do("open the client", chromedp.Navigate(s.URL+"/"), chromedp.WaitVisible(chromedp.ID("login-user")))
+	p.do("sign in",
+		chromedp.SendKeys(chromedp.ID("login-user"), user),
+		chromedp.SendKeys(chromedp.ID("login-pass"), password),
+		chromedp.Click(chromedp.ID("login-submit")))
+	p.waitJS("signed in", `document.getElementById('me')?.textContent === `+js("@"+user+":"+s.ServerName), 20*time.Second)
+}
+
+// turnAllocationJS makes a TURN allocation from the page as a call
+// would: credentials from /voip/turnServer, then a relay-only peer
+// connection gathering candidates. It resolves with the relay
+// candidate's type once one is gathered, and keeps the connection (and
+// so the allocation) open on window.
+const turnAllocationJS = `(async () => {
+	const { access_token } = JSON.parse(localStorage.getItem('plexus.session'));
+	const res = await fetch('/_matrix/client/v3/voip/turnServer', { headers: { Authorization: 'Bearer ' + access_token } });
+	const turn = await res.json();
+	const pc = new RTCPeerConnection({
+		iceServers: [{ urls: turn.uris, username: turn.username, credential: turn.password }],
+		iceTransportPolicy: 'relay',
+	});
+	window.__turnTestPC = pc;
+	const relayed = new Promise((resolve) => {
+		pc.onicecandidate = (e) => { if (e.candidate && e.candidate.type === 'relay') resolve(e.candidate.type); };
+	});
+	pc.createDataChannel('probe');
+	await pc.setLocalDescription(await pc.createOffer());
+	return relayed;
+})()`
+
+// figureJS reads a figure of an operator page section: the number under
+// the label, or null.
+func figureJS(section, label string) string {
+	return `(() => { const f = [...document.querySelectorAll('#admin-` + section + ` .figure')]
+		.find((x) => x.querySelector('dt').textContent === ` + js(label) + `);
+		return f ? Number(f.querySelector('dd').textContent) : null; })()`
+}
+
+// TestOperatorPage: an admin follows the header link to the operator
+// page and sees every section filled (rooms, calls, the SFU, the TURN
+// relay with the allocation the admin's own browser made, federation
+// with a destination that cannot be reached, backing off) and the
+// charts drawn from the status history; a non-admin gets no link, and
+// at #/admin is told the page is for admins only.
+func TestOperatorPage(t *testing.T) {
+	clearArtifacts(t)
+	s, data := startServerFlags(t,
+		"--federation-listen", freeAddr(t, "tcp"),
+		"--sfu=on", "--sfu-listen-ip", "127.0.0.1", "--sfu-udp-port", "0", "--sfu-tcp-port", "0")
+	addAdmin(t, s, data, "root", "root-password")
+	b := newBrowser(t)
+	steps := 0
+	root := b.newPage(t, "root", &steps)
+	alice := b.newPage(t, "alice", &steps)
+
+	// alice: no link; the page at #/admin says no.
+	alice.register(s, "alice", "alice-password")
+	alice.do("create a room",
+		chromedp.SendKeys(chromedp.ID("new-room-name"), "Ops"),
+		chromedp.Click(chromedp.ID("create-room")))
+	alice.waitJS("the room open", `document.getElementById('room-title')?.textContent === 'Ops'`, 20*time.Second)
+	alice.do("go to #/admin", chromedp.Navigate(s.URL+"/#/admin"))
+	alice.waitJS("admins only", `document.getElementById('admin-denied')?.textContent.includes('server admins only')`, 20*time.Second)
+	if eval[bool](alice, `!document.getElementById('admin-link').hidden`) {
+		t.Error("a user who is not an admin sees the operator link")
+	}
+	alice.shot("admins-only")
+	// Federation: a to-device message for a user of a server that does
+	// not exist queues an EDU to it, which fails and backs off.
+	token := s.login(t, "alice", "alice-password")
+	req, err := http.NewRequest(http.MethodPut, s.URL+"/_matrix/client/v3/sendToDevice/org.plexus.test/t1",
+		strings.NewReader(`{"messages":{"@dave:nowhere.invalid":{"*":{"hello":"dave"}}}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != http.StatusOK {
+		t.Fatalf("sendToDevice: status %d", res.StatusCode)
+	}
+
+	// root: the link, then the page.
+	root.login(s, "root", "root-password")
+	root.waitJS("the operator link", `!document.getElementById('admin-link').hidden`, 20*time.Second)
+	if got := eval[string](root, `location.hash`); got != "" {
+		t.Fatalf("hash %q before following the link", got)
+	}
+	ctx, cancel := context.WithTimeout(root.ctx, 30*time.Second)
+	typ, err := chromedp.Run(ctx, chromedp.Evaluate[string](turnAllocationJS, chromedp.EvalAwaitPromise))
+	cancel()
+	if err != nil || typ != "relay" {
+		t.Fatalf("TURN allocation from the browser: %q, %v", typ, err)
+	}
+	root.do("open the operator page", chromedp.Click(chromedp.ID("admin-link")))
+	root.waitJS("the page", `!!document.getElementById('admin-rooms')`, 20*time.Second)
+	for _, sec := range []string{"rooms", "calls", "sfu", "turn", "federation"} {
+		if eval[bool](root, `!!document.querySelector('#admin-`+sec+` .section-error')`) {
+			t.Errorf("section %s: %s", sec, eval[string](root, `document.getElementById('admin-`+sec+`').textContent`))
+		}
+	}
+	if n := eval[int](root, figureJS("rooms", "Rooms")); n != 1 {
+		t.Errorf("rooms: %d, want 1", n)
+	}
+	if n := eval[int](root, figureJS("sfu", "Participants")); n != 0 {
+		t.Errorf("SFU participants: %d, want 0", n)
+	}
+	root.waitJS("the allocation", `(`+figureJS("turn", "Allocations")+`) >= 1`, 30*time.Second)
+	root.waitJS("root's allocation listed", `document.getElementById('admin-turn').textContent.includes('root')`, 5*time.Second)
+	root.waitJS("the unreachable destination, backing off", `(() => {
+		const row = [...document.querySelectorAll('#admin-federation tbody tr')].find((r) => r.cells[0].textContent === 'nowhere.invalid');
+		return row && row.cells[4].textContent === 'backing off' && row.cells[5].textContent !== '–' && row.cells[7].textContent !== '–';
+	})()`, 60*time.Second)
+	root.shot("operator")
+	root.do("scroll to TURN and federation", chromedp.Evaluate[chromedp.Void](`document.getElementById('admin-turn').scrollIntoView()`))
+	root.shot("operator-turn-federation")
+
+	// The charts fill as the server samples its status, every 10 s; the
+	// page refreshes itself as often.
+	root.waitJS("charts with samples", `['chart-participants', 'chart-allocations', 'chart-pending']
+		.every((id) => document.querySelector('#' + id + ' .chart-svg polyline, #' + id + ' .chart-svg circle'))`, 60*time.Second)
+	if got := eval[string](root, `document.querySelector('#chart-allocations .chart-svg').getAttribute('aria-label')`); !strings.Contains(got, "TURN allocations over the last") {
+		t.Errorf("allocations chart label %q", got)
+	}
+	root.shot("operator-charts")
+
+	root.do("phone viewport", chromedp.EmulateViewport(390, 844))
+	root.shot("operator-phone")
+	if w := eval[int](root, `document.documentElement.scrollWidth`); w > 390 {
+		t.Errorf("the page is %d px wide on a 390 px screen", w)
+	}
+	root.do("desktop viewport", chromedp.EmulateViewport(1100, 760))
+
+	// Opening a room leaves the page; the page stops refreshing.
+	root.do("back to rooms", chromedp.Click(chromedp.ID("admin-back")))
+	root.waitJS("the page closed", `!document.getElementById('admin-page') && location.hash === ''`, 10*time.Second)
+}
