@@ -1,10 +1,8 @@
 package web_test
 
 import (
-	"bufio"
 	"context"
 	"net/http"
-	"os"
 	"os/exec"
 	"strings"
 	"testing"
@@ -12,81 +10,6 @@ import (
 
 	"github.com/chromedp/chromedp"
 )
-
-// startServerFlags runs plexus as startServer does, with flags added
-// after startServer's (a repeated flag's last value wins), and returns
-// it with its data folder.
-func startServerFlags(t *testing.T, flags ...string) (*server, string) {
-	t.Helper()
-	bin := binary(t)
-	listen := freeAddr(t, "tcp")
-	data := t.TempDir()
-	s := &server{URL: "http://" + listen, ServerName: "plexus.test", done: make(chan struct{})}
-	args := []string{"serve",
-		"--server-name", s.ServerName,
-		"--listen", listen,
-		"--data", data,
-		"--federation-listen", "",
-		"--turn-listen", freeAddr(t, "udp"),
-		"--turn-allow-peer", "127.0.0.1/32",
-		"--sfu=off",
-		"--metrics-listen", "off",
-		"--rate-limits=off",
-		"--registration", "open",
-		"--log-level", "info",
-	}
-	s.cmd = exec.Command(bin, append(args, flags...)...)
-	stderr, err := s.cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		sc.Buffer(make([]byte, 64<<10), 1<<20)
-		for sc.Scan() {
-			s.mu.Lock()
-			s.logs.Write(sc.Bytes())
-			s.logs.WriteByte('\n')
-			s.mu.Unlock()
-		}
-		_ = s.cmd.Wait()
-		close(s.done)
-	}()
-	t.Cleanup(func() {
-		_ = s.cmd.Process.Signal(os.Interrupt)
-		select {
-		case <-s.done:
-		case <-time.After(15 * time.Second):
-			_ = s.cmd.Process.Kill()
-			<-s.done
-		}
-		if t.Failed() {
-			t.Logf("---- plexus log (tail) ----\n%s", tail(s.logText(), 60))
-		}
-	})
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		res, err := http.Get(s.URL + "/_matrix/client/versions")
-		if err == nil {
-			res.Body.Close()
-			if res.StatusCode == http.StatusOK {
-				return s, data
-			}
-		}
-		select {
-		case <-s.done:
-			t.Fatalf("plexus exited while starting:\n%s", tail(s.logText(), 40))
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("plexus did not start: %v", err)
-		}
-		time.Sleep(20 * time.Millisecond) // polling for the listener, with a deadline
-	}
-}
 
 // addAdmin makes a server admin with `plexus user add --admin`, which
 // writes to the database of a running server as an operator would.

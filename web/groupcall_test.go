@@ -1,16 +1,13 @@
 package web_test
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	endian "encoding/binary"
 	"encoding/json"
 	"fmt"
 	"math"
-	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -20,80 +17,6 @@ import (
 	cdppage "github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
 )
-
-// startSFUServer runs plexus like startServer, but with its SFU on: on
-// loopback, on ports the kernel picks, so that tests can run side by side.
-func startSFUServer(t *testing.T) *server {
-	t.Helper()
-	bin := binary(t)
-	listen := freeAddr(t, "tcp")
-	s := &server{URL: "http://" + listen, ServerName: "plexus.test", done: make(chan struct{})}
-	s.cmd = exec.Command(bin, "serve",
-		"--server-name", s.ServerName,
-		"--listen", listen,
-		"--data", t.TempDir(),
-		"--federation-listen", "",
-		"--turn-listen", freeAddr(t, "udp"),
-		"--turn-allow-peer", "127.0.0.1/32",
-		"--sfu-listen-ip", "127.0.0.1",
-		"--sfu-udp-port", "0",
-		"--sfu-tcp-port", "0",
-		"--metrics-listen", "off",
-		"--rate-limits=off",
-		"--registration", "open",
-		"--log-level", "info",
-	)
-	stderr, err := s.cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		sc.Buffer(make([]byte, 64<<10), 1<<20)
-		for sc.Scan() {
-			s.mu.Lock()
-			s.logs.Write(sc.Bytes())
-			s.logs.WriteByte('\n')
-			s.mu.Unlock()
-		}
-		_ = s.cmd.Wait()
-		close(s.done)
-	}()
-	t.Cleanup(func() {
-		_ = s.cmd.Process.Signal(os.Interrupt)
-		select {
-		case <-s.done:
-		case <-time.After(15 * time.Second):
-			_ = s.cmd.Process.Kill()
-			<-s.done
-		}
-		if t.Failed() {
-			t.Logf("---- plexus log (tail) ----\n%s", tail(s.logText(), 80))
-		}
-	})
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		res, err := http.Get(s.URL + "/_matrix/client/versions")
-		if err == nil {
-			res.Body.Close()
-			if res.StatusCode == http.StatusOK {
-				return s
-			}
-		}
-		select {
-		case <-s.done:
-			t.Fatalf("plexus exited while starting:\n%s", tail(s.logText(), 40))
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("plexus did not start: %v", err)
-		}
-		time.Sleep(20 * time.Millisecond) // polling for the listener, with a deadline
-	}
-}
 
 // newVoiceBrowser is newBrowser with a voice-like fake microphone.
 // Chromium's default fake microphone beeps for a few milliseconds a

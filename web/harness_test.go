@@ -108,23 +108,40 @@ func freeAddr(t testing.TB, network string) string {
 // addresses are loopback ones.
 func startServer(t *testing.T) *server {
 	t.Helper()
+	s, _ := startServerFlags(t)
+	return s
+}
+
+// startSFUServer starts plexus with its SFU on loopback (ephemeral ports).
+func startSFUServer(t *testing.T) *server {
+	t.Helper()
+	s, _ := startServerFlags(t, "--sfu=on", "--sfu-listen-ip", "127.0.0.1", "--sfu-udp-port", "0", "--sfu-tcp-port", "0")
+	return s
+}
+
+// startServerFlags runs plexus as startServer does, with flags added
+// after startServer's (a repeated flag's last value wins), and returns
+// it with its data folder.
+func startServerFlags(t *testing.T, flags ...string) (*server, string) {
+	t.Helper()
 	bin := binary(t)
 	listen := freeAddr(t, "tcp")
-	turnAddr := freeAddr(t, "udp")
+	data := t.TempDir()
 	s := &server{URL: "http://" + listen, ServerName: "plexus.test", done: make(chan struct{})}
-	s.cmd = exec.Command(bin, "serve",
+	args := []string{"serve",
 		"--server-name", s.ServerName,
 		"--listen", listen,
-		"--data", t.TempDir(),
+		"--data", data,
 		"--federation-listen", "",
-		"--turn-listen", turnAddr,
+		"--turn-listen", freeAddr(t, "udp"),
 		"--turn-allow-peer", "127.0.0.1/32",
 		"--sfu=off",
 		"--metrics-listen", "off",
 		"--rate-limits=off",
 		"--registration", "open",
 		"--log-level", "info",
-	)
+	}
+	s.cmd = exec.Command(bin, append(args, flags...)...)
 	stderr, err := s.cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -153,9 +170,7 @@ func startServer(t *testing.T) *server {
 			<-s.done
 		}
 		if t.Failed() {
-			s.mu.Lock()
-			t.Logf("---- plexus log (tail) ----\n%s", tail(s.logs.String(), 60))
-			s.mu.Unlock()
+			t.Logf("---- plexus log (tail) ----\n%s", tail(s.logText(), 60))
 		}
 	})
 	deadline := time.Now().Add(60 * time.Second)
@@ -164,7 +179,7 @@ func startServer(t *testing.T) *server {
 		if err == nil {
 			res.Body.Close()
 			if res.StatusCode == http.StatusOK {
-				return s
+				return s, data
 			}
 		}
 		select {
