@@ -7,11 +7,14 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/livekit/protocol/auth"
 	lksdk "github.com/livekit/server-sdk-go/v2"
+	"github.com/pion/webrtc/v4"
+	"github.com/pion/webrtc/v4/pkg/media"
 	"maunium.net/go/mautrix"
 	"maunium.net/go/mautrix/id"
 
@@ -138,13 +141,15 @@ func testRTCFederated(t *testing.T, backend string) {
 		t.Fatalf("charlie, not in the room: %d %s", a.Status, a.Errcode)
 	}
 
-	// Both join hs1's SFU and see each other.
+	// Both join hs1's SFU and see each other; alice publishes there and
+	// bob, subscribe-only on hs1, receives her audio.
+	aliceRecv, bobRecv := &rtpCounter{}, &rtpCounter{}
 	aliceRoom, err := lksdk.ConnectToRoomWithToken(local.URL, local.JWT, &lksdk.RoomCallback{}, lksdk.WithAutoSubscribe(false))
 	if err != nil {
 		t.Fatalf("alice joining hs1's SFU at %s: %v", local.URL, err)
 	}
 	defer aliceRoom.Disconnect()
-	bobRoom, err := lksdk.ConnectToRoomWithToken(remote.URL, remote.JWT, &lksdk.RoomCallback{}, lksdk.WithAutoSubscribe(false))
+	bobRoom, err := lksdk.ConnectToRoomWithToken(remote.URL, remote.JWT, bobRecv.callback(), lksdk.WithAutoSubscribe(true))
 	if err != nil {
 		t.Fatalf("bob joining hs1's SFU: %v", err)
 	}
@@ -156,6 +161,49 @@ func testRTCFederated(t *testing.T, backend string) {
 		}
 		return true, nil
 	})
+	publishAudio(t, aliceRoom)
+	fedtest.Eventually(t, 20*time.Second, "bob to receive alice's audio on hs1's SFU", bobRecv.from(grantsOf(t, local.JWT).Identity, 20))
+
+	// MSC4195 multi-SFU: bob publishes to his own server's SFU, and alice
+	// gets a subscribe-only token from hs2's token service (a remote user
+	// there, proven through federation) and receives his audio on it.
+	if home.URL == local.URL {
+		t.Fatalf("hs1 and hs2 name the same SFU %s", home.URL)
+	}
+	bobHome, err := lksdk.ConnectToRoomWithToken(home.URL, home.JWT, &lksdk.RoomCallback{}, lksdk.WithAutoSubscribe(false))
+	if err != nil {
+		t.Fatalf("bob joining hs2's SFU at %s: %v", home.URL, err)
+	}
+	defer bobHome.Disconnect()
+	publishAudio(t, bobHome)
+	var away tokenAnswer
+	fedtest.Eventually(t, 20*time.Second, "hs2 to give alice a token", func() (bool, error) {
+		away = getToken(t, hs2, alice, room, "alice-1")
+		if away.Status == http.StatusForbidden {
+			return false, fmt.Errorf("still %d %s", away.Status, away.Errcode)
+		}
+		return true, nil
+	})
+	if away.Status != http.StatusOK || away.URL != home.URL {
+		t.Fatalf("alice's token from hs2: %d %s for %s", away.Status, away.Errcode, away.URL)
+	}
+	if ag := grantsOf(t, away.JWT); ag.Video.GetCanPublish() || !ag.Video.GetCanSubscribe() || ag.Video.Room != grantsOf(t, home.JWT).Video.Room {
+		t.Fatalf("alice's grants on hs2: %+v", ag.Video)
+	}
+	aliceAway, err := lksdk.ConnectToRoomWithToken(away.URL, away.JWT, aliceRecv.callback(), lksdk.WithAutoSubscribe(true))
+	if err != nil {
+		t.Fatalf("alice joining hs2's SFU: %v", err)
+	}
+	defer aliceAway.Disconnect()
+	fedtest.Eventually(t, 20*time.Second, "alice to receive bob's audio on hs2's SFU", aliceRecv.from(grantsOf(t, home.JWT).Identity, 20))
+	// Subscribe-only means it: alice cannot publish on hs2's SFU.
+	track, err := lksdk.NewLocalSampleTrack(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := aliceAway.LocalParticipant.PublishTrack(track, &lksdk.TrackPublicationOptions{Name: "mic"}); err == nil {
+		t.Fatal("alice published on hs2's SFU with a subscribe-only token")
+	}
 
 	// A token signed with another secret is refused.
 	forged, err := auth.NewAccessToken(rtcKey, "not-the-secret-but-32-bytes-long!!").
@@ -167,4 +215,73 @@ func testRTCFederated(t *testing.T, backend string) {
 		r.Disconnect()
 		t.Fatal("the SFU accepted a forged token")
 	}
+}
+
+// rtpCounter counts the RTP packets a participant receives, by the
+// identity of the publishing participant.
+type rtpCounter struct {
+	mu sync.Mutex // guards n
+	n  map[string]int
+}
+
+func (c *rtpCounter) callback() *lksdk.RoomCallback {
+	return &lksdk.RoomCallback{ParticipantCallback: lksdk.ParticipantCallback{
+		OnTrackSubscribed: func(track *webrtc.TrackRemote, _ *lksdk.RemoteTrackPublication, rp *lksdk.RemoteParticipant) {
+			go func() {
+				for {
+					if _, _, err := track.ReadRTP(); err != nil {
+						return
+					}
+					c.mu.Lock()
+					if c.n == nil {
+						c.n = map[string]int{}
+					}
+					c.n[rp.Identity()]++
+					c.mu.Unlock()
+				}
+			}()
+		},
+	}}
+}
+
+// from is a condition for fedtest.Eventually: at least min packets from
+// the participant with the LiveKit identity.
+func (c *rtpCounter) from(identity string, min int) func() (bool, error) {
+	return func() (bool, error) {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		if c.n[identity] >= min {
+			return true, nil
+		}
+		return false, fmt.Errorf("received %v", c.n)
+	}
+}
+
+// publishAudio publishes an Opus track on r, fed with 20 ms frames until
+// the test ends.
+func publishAudio(t *testing.T, r *lksdk.Room) {
+	t.Helper()
+	track, err := lksdk.NewLocalSampleTrack(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.LocalParticipant.PublishTrack(track, &lksdk.TrackPublicationOptions{Name: "mic"}); err != nil {
+		t.Fatalf("publish: %v", err)
+	}
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	t.Cleanup(func() { close(stop); <-done })
+	go func() {
+		defer close(done)
+		tick := time.NewTicker(20 * time.Millisecond) // pacing a real-time source
+		defer tick.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+				_ = track.WriteSample(media.Sample{Data: []byte{0xf8, 0xff, 0xfe}, Duration: 20 * time.Millisecond}, nil)
+			}
+		}
+	}()
 }

@@ -47,6 +47,10 @@ type Config struct {
 	// ReconnectGrace is how long a participant whose signalling
 	// connection dropped may resume (default 15s).
 	ReconnectGrace time.Duration
+	// NegotiationTimeout is how long a subscriber offer may wait for its
+	// answer; a client that lets it pass is told to reconnect (LeaveRequest
+	// RECONNECT) and removed, as livekit-server does (default 15s).
+	NegotiationTimeout time.Duration
 	// WorldSaveInterval is the most often a changing world is saved
 	// (default 30s).
 	WorldSaveInterval time.Duration
@@ -135,7 +139,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	mgr := rtc.NewManager(rtc.Config{
 		Engine: engine, Data: dc,
 		EmptyTimeout: cfg.EmptyTimeout, PingInterval: cfg.PingInterval, PingTimeout: cfg.PingTimeout,
-		ReconnectGrace: cfg.ReconnectGrace, SaveInterval: cfg.WorldSaveInterval,
+		ReconnectGrace: cfg.ReconnectGrace, SaveInterval: cfg.WorldSaveInterval, NegotiationTimeout: cfg.NegotiationTimeout,
 		ICEServers: deps.ICEServers, World: world, Logger: log, Now: deps.Now, Version: Version,
 	})
 	s := &Server{engine: engine, mgr: mgr}

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -280,5 +281,65 @@ func TestMetrics(t *testing.T) {
 	}
 	if _, ok := got["plexus_sfu_forwarded_packets"]; !ok {
 		t.Fatalf("no forwarded packets metric in %v", got)
+	}
+}
+
+// TestLeaveLeavesNoGoroutines joins, publishes, subscribes and leaves a
+// few times: once everyone has left and the room closed, the process is
+// back to the goroutines it had after the first such round (which starts
+// what lives for the process: pion's and lksdk's shared workers).
+func TestLeaveLeavesNoGoroutines(t *testing.T) {
+	// lksdk's Disconnect does not always get its LeaveRequest out before
+	// closing the socket; such a participant is removed after the
+	// reconnect grace.
+	e := newEnv(t, Config{EmptyTimeout: 100 * time.Millisecond, ReconnectGrace: 100 * time.Millisecond}, Deps{})
+	round := func() {
+		alice := e.connect(t, "r1", "alice", fullGrant())
+		bob := e.connect(t, "r1", "bob", fullGrant())
+		track, err := lksdk.NewLocalSampleTrack(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := alice.room.LocalParticipant.PublishTrack(track, &lksdk.TrackPublicationOptions{Name: "mic"}); err != nil {
+			t.Fatal(err)
+		}
+		await(t, 15*time.Second, "bob receives alice's audio", func() bool {
+			_ = track.WriteSample(pmedia.Sample{Data: []byte{0xf8, 0xff, 0xfe}, Duration: 20 * time.Millisecond}, nil)
+			return bob.rtp.Load() > 5
+		})
+		if err := alice.room.LocalParticipant.PublishDataPacket(lksdk.UserData([]byte("x")), lksdk.WithDataPublishTopic("t")); err != nil {
+			t.Fatal(err)
+		}
+		await(t, 10*time.Second, "bob gets the data", bob.has(func(c *client) bool { return len(c.data) > 0 }))
+		alice.room.Disconnect()
+		bob.room.Disconnect()
+		await(t, 10*time.Second, "the room closes", func() bool { return len(e.srv.Rooms()) == 0 })
+
+	}
+	round()
+	settled := func() int {
+		n := runtime.NumGoroutine()
+		deadline := time.Now().Add(5 * time.Second)
+		for time.Now().Before(deadline) {
+			time.Sleep(50 * time.Millisecond) // sampling until the count stops falling
+			m := runtime.NumGoroutine()
+			if m >= n {
+				return m
+			}
+			n = m
+		}
+		return n
+	}
+	base := settled()
+	for i := 0; i < 3; i++ {
+		round()
+	}
+	deadline := time.Now().Add(15 * time.Second)
+	for runtime.NumGoroutine() > base+2 {
+		if time.Now().After(deadline) {
+			buf := make([]byte, 1<<20)
+			t.Fatalf("%d goroutines after three more rounds, %d after the first:\n%s", runtime.NumGoroutine(), base, buf[:runtime.Stack(buf, true)])
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }

@@ -10,7 +10,12 @@
 // on which the server offers, carrying the tracks it forwards and the
 // server-created data channels of the same names. Subscriber
 // renegotiation is serialised: while an offer waits for its answer,
-// further changes only mark the connection for another round.
+// further changes only mark the connection for another round. A client
+// that leaves an offer unanswered for Config.NegotiationTimeout (15 s, as
+// livekit-server) is told to reconnect (LeaveRequest RECONNECT) and
+// removed. An unsubscribe leaves its transceiver idle and the next
+// subscription of the same kind reuses it, so the subscriber SDP does not
+// grow with churn.
 //
 // A track is announced by AddTrackRequest (answered at once with
 // TrackPublishedResponse and a "TR_" sid) and becomes visible to others

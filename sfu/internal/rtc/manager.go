@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/livekit/protocol/livekit"
-	"github.com/pion/webrtc/v4"
 
 	"github.com/plexus-chat/plexus/internal/pionlog"
 	"github.com/plexus-chat/plexus/sfu/internal/data"
@@ -33,10 +32,13 @@ type Config struct {
 	PingTimeout    time.Duration
 	ReconnectGrace time.Duration
 	SaveInterval   time.Duration
-	ICEServers     func(identity string) []*livekit.ICEServer
-	World          WorldStore
-	Logger         *slog.Logger
-	Now            func() time.Time
+	// NegotiationTimeout is how long a subscriber offer may wait for its
+	// answer before the client is told to reconnect (default 15s).
+	NegotiationTimeout time.Duration
+	ICEServers         func(identity string) []*livekit.ICEServer
+	World              WorldStore
+	Logger             *slog.Logger
+	Now                func() time.Time
 	// Version is reported in ServerInfo.
 	Version string
 }
@@ -71,6 +73,9 @@ func NewManager(cfg Config) *Manager {
 	}
 	if cfg.ReconnectGrace <= 0 {
 		cfg.ReconnectGrace = 15 * time.Second
+	}
+	if cfg.NegotiationTimeout <= 0 {
+		cfg.NegotiationTimeout = 15 * time.Second
 	}
 	if cfg.SaveInterval <= 0 {
 		cfg.SaveInterval = 30 * time.Second
@@ -283,23 +288,7 @@ func (m *Manager) resume(c *signal.Conn, claims *signal.Claims, params signal.Pa
 		return nil, mismatch
 	}
 	r.log.Info("participant resumed", "identity", p.identity, "sid", p.sid)
-	// An offer sent while the connection was down was lost: offer again.
-	p.mu.Lock()
-	negotiating := p.negotiating
-	p.mu.Unlock()
-	state := p.sub.ICEConnectionState()
-	restart := state == webrtc.ICEConnectionStateDisconnected || state == webrtc.ICEConnectionStateFailed
-	if negotiating {
-		if ld := p.sub.PendingLocalDescription(); ld != nil && !restart {
-			p.send(&livekit.SignalResponse{Message: &livekit.SignalResponse_Offer{Offer: &livekit.SessionDescription{Type: "offer", Sdp: ld.SDP}}})
-		} else {
-			p.mu.Lock()
-			p.again, p.restartICE = true, p.restartICE || restart
-			p.mu.Unlock()
-		}
-	} else if restart {
-		p.negotiate(true)
-	}
+	p.resumeNegotiation()
 	return p, nil
 }
 
@@ -436,12 +425,9 @@ func (m *Manager) Stats() Stats {
 					s.ReceivedBytes += st.Bytes
 				}
 			}
-			p.mu.Lock()
-			for _, sub := range p.subs {
-				if sub.dt == nil {
-					continue
-				}
-				st := sub.dt.Stats()
+			dts, _ := p.media()
+			for _, dt := range dts {
+				st := dt.Stats()
 				s.DownTracks++
 				s.ForwardedPackets += st.Packets
 				s.ForwardedBytes += st.Bytes
@@ -449,7 +435,6 @@ func (m *Manager) Stats() Stats {
 				s.NACKsAnswered += st.NACKsAnswered
 				s.PLIs += st.PLIs
 			}
-			p.mu.Unlock()
 		}
 	}
 	return s

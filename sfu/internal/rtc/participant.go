@@ -58,6 +58,10 @@ type Participant struct {
 	// answer; again when another round is needed after it; restartICE
 	// when that round must restart ICE.
 	negotiating, again, restartICE bool
+	// offerSeq numbers the offers sent; answerTimer waits for the answer
+	// to the latest.
+	offerSeq    uint64
+	answerTimer *time.Timer
 	// Remote candidates that arrived before the remote description.
 	pubCands, subCands []webrtc.ICECandidateInit
 }
@@ -244,6 +248,9 @@ func (p *Participant) close(leave *livekit.LeaveRequest) {
 	p.conn = nil
 	if p.graceTimer != nil {
 		p.graceTimer.Stop()
+	}
+	if p.answerTimer != nil {
+		p.answerTimer.Stop()
 	}
 	subs := p.subs
 	p.subs = map[string]*subscription{}

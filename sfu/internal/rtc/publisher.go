@@ -75,8 +75,13 @@ func (p *Participant) handleTrickle(t *livekit.TrickleRequest) {
 	if t.GetTarget() == livekit.SignalTarget_SUBSCRIBER {
 		pc = p.sub
 	}
+	// Asked of pion before taking p.mu (no pion calls under it). Offers,
+	// answers and candidates are all handled on the reader loop, one at a
+	// time, so the remote description cannot be set meanwhile and the
+	// candidate cannot miss the flush that follows it.
+	haveRemote := pc.RemoteDescription() != nil
 	p.mu.Lock()
-	if pc.RemoteDescription() == nil {
+	if !haveRemote {
 		if t.GetTarget() == livekit.SignalTarget_SUBSCRIBER {
 			p.subCands = append(p.subCands, init)
 		} else {
@@ -254,6 +259,12 @@ func (p *Participant) onTrack(track *webrtc.TrackRemote, recv *webrtc.RTPReceive
 
 // addLayer creates the receiver on the first layer and adds track to it.
 func (t *PublishedTrack) addLayer(p *Participant, track *webrtc.TrackRemote, recv *webrtc.RTPReceiver, mid string) (first bool, r *media.Receiver) {
+	extID := 0
+	for _, x := range recv.GetParameters().HeaderExtensions {
+		if x.URI == sdp.AudioLevelURI {
+			extID = x.ID
+		}
+	}
 	t.mu.Lock()
 	if t.closed {
 		t.mu.Unlock()
@@ -261,12 +272,6 @@ func (t *PublishedTrack) addLayer(p *Participant, track *webrtc.TrackRemote, rec
 	}
 	if t.recv == nil {
 		first = true
-		extID := 0
-		for _, x := range recv.GetParameters().HeaderExtensions {
-			if x.URI == sdp.AudioLevelURI {
-				extID = x.ID
-			}
-		}
 		codec := track.Codec()
 		t.recv = media.NewReceiver(media.ReceiverConfig{
 			TrackID: t.sid,

@@ -2,6 +2,8 @@ package rtc
 
 import (
 	"github.com/livekit/protocol/livekit"
+
+	"github.com/plexus-chat/plexus/sfu/internal/media"
 )
 
 // connectionQuality scores p from the loss its subscribers' receiver
@@ -9,28 +11,24 @@ import (
 // simple table, as the brief allows: LiveKit's MOS model needs far more
 // inputs than loss.
 func (p *Participant) connectionQuality() (livekit.ConnectionQuality, float32) {
-	p.mu.Lock()
+	dts, tracks := p.media()
 	var loss float64
 	var n int
-	for _, s := range p.subs {
-		if s.dt == nil {
-			continue
-		}
-		st := s.dt.Stats()
+	for _, dt := range dts {
+		st := dt.Stats()
 		if st.Packets > 0 {
 			loss += st.FractionLost
 			n++
 		}
 	}
 	var recvPkts, recvLost uint64
-	for _, t := range p.published {
+	for _, t := range tracks {
 		if r := t.Receiver(); r != nil {
 			st := r.Stats()
 			recvPkts += st.Packets
 			recvLost += st.Lost
 		}
 	}
-	p.mu.Unlock()
 	down := 0.0
 	if n > 0 {
 		down = loss / float64(n)
@@ -48,4 +46,22 @@ func (p *Participant) connectionQuality() (livekit.ConnectionQuality, float32) {
 	default:
 		return livekit.ConnectionQuality_POOR, 2
 	}
+}
+
+// media returns p's down tracks and published tracks, so that their
+// statistics are read without holding p.mu.
+func (p *Participant) media() ([]*media.DownTrack, []*PublishedTrack) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	dts := make([]*media.DownTrack, 0, len(p.subs))
+	for _, s := range p.subs {
+		if s.dt != nil {
+			dts = append(dts, s.dt)
+		}
+	}
+	tracks := make([]*PublishedTrack, 0, len(p.published))
+	for _, t := range p.published {
+		tracks = append(tracks, t)
+	}
+	return dts, tracks
 }

@@ -11,7 +11,6 @@ import (
 	"github.com/livekit/protocol/livekit"
 
 	"github.com/plexus-chat/plexus/sfu/internal/data"
-	"github.com/plexus-chat/plexus/sfu/internal/media"
 )
 
 // Room is one SFU room: its participants, their tracks and the data
@@ -154,8 +153,18 @@ func (r *Room) join(p *Participant) (others []*Participant, ok bool) {
 }
 
 // leave removes p and tells the others. sendLeave sends the client a
-// LeaveRequest (server-initiated disconnects).
+// LeaveRequest to disconnect (server-initiated disconnects).
 func (r *Room) leave(p *Participant, reason livekit.DisconnectReason, sendLeave bool) {
+	var msg *livekit.LeaveRequest
+	if sendLeave {
+		msg = &livekit.LeaveRequest{Reason: reason, Action: livekit.LeaveRequest_DISCONNECT}
+	}
+	r.leaveWith(p, reason, msg)
+}
+
+// leaveWith removes p and tells the others; msg, if set, is the last
+// message p's client gets.
+func (r *Room) leaveWith(p *Participant, reason livekit.DisconnectReason, msg *livekit.LeaveRequest) {
 	r.mu.Lock()
 	if r.participants[p.sid] != p {
 		r.mu.Unlock()
@@ -178,11 +187,7 @@ func (r *Room) leave(p *Participant, reason livekit.DisconnectReason, sendLeave 
 		sids = append(sids, sid)
 	}
 	p.mu.Unlock()
-	var leave *livekit.LeaveRequest
-	if sendLeave {
-		leave = &livekit.LeaveRequest{Reason: reason, Action: livekit.LeaveRequest_DISCONNECT}
-	}
-	p.close(leave)
+	p.close(msg)
 	r.data.Leave(p.sid)
 	info := p.info(true)
 	info.DisconnectReason = reason
@@ -318,20 +323,15 @@ func (r *Room) updateSpeakers() {
 	ps := r.list()
 	cur := map[string]float32{}
 	for _, p := range ps {
-		p.mu.Lock()
-		var recvs []*media.Receiver
-		for _, t := range p.published {
-			if t.kind == livekit.TrackType_AUDIO {
-				if rc := t.Receiver(); rc != nil {
-					recvs = append(recvs, rc)
-				}
-			}
-		}
-		p.mu.Unlock()
 		var best float32
-		for _, rc := range recvs {
-			if l, active := rc.AudioLevel(); active && l > best {
-				best = l
+		for _, t := range p.publishedTracks() {
+			if t.kind != livekit.TrackType_AUDIO {
+				continue
+			}
+			if rc := t.Receiver(); rc != nil {
+				if l, active := rc.AudioLevel(); active && l > best {
+					best = l
+				}
 			}
 		}
 		if best > 0 {

@@ -126,77 +126,6 @@ func (p *Participant) setupSubscriber() error {
 	return nil
 }
 
-// negotiate sends the subscriber a new offer, or, if one is in flight,
-// marks that another round is needed once it is answered.
-func (p *Participant) negotiate(iceRestart bool) {
-	p.mu.Lock()
-	if p.closed {
-		p.mu.Unlock()
-		return
-	}
-	if p.negotiating {
-		p.again = true
-		p.restartICE = p.restartICE || iceRestart
-		p.mu.Unlock()
-		return
-	}
-	p.negotiating = true
-	p.mu.Unlock()
-	p.offer(iceRestart)
-}
-
-func (p *Participant) offer(iceRestart bool) {
-	var opts *webrtc.OfferOptions
-	if iceRestart {
-		opts = &webrtc.OfferOptions{ICERestart: true}
-	}
-	offer, err := p.sub.CreateOffer(opts)
-	if err == nil {
-		err = p.sub.SetLocalDescription(offer)
-	}
-	if err != nil {
-		p.mu.Lock()
-		p.negotiating = false
-		closed := p.closed
-		p.mu.Unlock()
-		if !closed {
-			p.log.Info("subscriber offer failed", "err", err)
-		}
-		return
-	}
-	p.send(&livekit.SignalResponse{Message: &livekit.SignalResponse_Offer{Offer: &livekit.SessionDescription{
-		Type: "offer", Sdp: offer.SDP,
-	}}})
-}
-
-func (p *Participant) handleSubscriberAnswer(sd *livekit.SessionDescription) {
-	if sd.GetType() != "answer" {
-		p.sendRequestError(livekit.RequestResponse_INVALID_REQUEST, "subscriber answer has type "+sd.GetType(), nil)
-		return
-	}
-	if p.sub.SignalingState() != webrtc.SignalingStateHaveLocalOffer {
-		p.sendRequestError(livekit.RequestResponse_INVALID_REQUEST, "no subscriber offer is waiting for an answer", nil)
-		return
-	}
-	if err := p.sub.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: sd.GetSdp()}); err != nil {
-		p.log.Info("subscriber answer refused", "err", err)
-		p.sendRequestError(livekit.RequestResponse_INVALID_REQUEST, "answer refused: "+err.Error(), nil)
-		// Roll back to stable so the next change can offer again.
-		_ = p.sub.SetLocalDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeRollback})
-	}
-	p.flushCandidates(livekit.SignalTarget_SUBSCRIBER)
-	p.mu.Lock()
-	again, restart := p.again, p.restartICE
-	p.again, p.restartICE = false, false
-	if !again {
-		p.negotiating = false
-	}
-	p.mu.Unlock()
-	if again {
-		p.offer(restart)
-	}
-}
-
 // subscribe starts forwarding t to p.
 func (p *Participant) subscribe(t *PublishedTrack) {
 	r := t.Receiver()
@@ -225,7 +154,7 @@ func (p *Participant) subscribe(t *PublishedTrack) {
 		p.dropSub(t.sid, s)
 		return
 	}
-	tr, err := p.sub.AddTransceiverFromTrack(dt, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly})
+	tr, err := p.addSender(dt)
 	if err != nil {
 		dt.Close()
 		p.log.Info("cannot subscribe", "track", t.sid, "err", err)
@@ -257,6 +186,28 @@ func (p *Participant) subscribe(t *PublishedTrack) {
 		}})
 	}
 	p.negotiate(false)
+}
+
+// addSender adds dt to the subscriber connection on a transceiver that
+// an earlier unsubscribe left idle, if there is one: without reuse every
+// subscribe adds an m-line for good and the SDP grows with churn.
+// livekit-server reuses transceivers the same way, with pion's AddTrack,
+// for clients of protocol 4 and later. AddTrack makes new transceivers
+// sendrecv, so a removed track leaves its m-line recvonly, not inactive:
+// a pion client stops its receiver on every offer that says inactive, and
+// one that saw two such offers can never receive on that m-line again.
+func (p *Participant) addSender(dt *media.DownTrack) (*webrtc.RTPTransceiver, error) {
+	sender, err := p.sub.AddTrack(dt)
+	if err != nil {
+		return nil, err
+	}
+	for _, tr := range p.sub.GetTransceivers() {
+		if tr.Sender() == sender {
+			return tr, nil
+		}
+	}
+	_ = p.sub.RemoveTrack(sender)
+	return nil, errors.New("rtc: the new sender has no transceiver")
 }
 
 func (p *Participant) dropSub(sid string, s *subscription) {
