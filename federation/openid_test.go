@@ -4,9 +4,11 @@ import (
 	"context"
 	"crypto/x509"
 	"encoding/json"
+	"fmt"
 	"net"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/plexus-chat/plexus/internal/mxerr"
@@ -67,4 +69,97 @@ func TestOpenIDUserInfo(t *testing.T) {
 			})
 		}
 	})
+}
+
+// TestOpenIDUserInfoRefusesPrivateIPs checks that a matrix_server_name
+// that is an IP literal of loopback or a private network is refused
+// without a connection (a client must not make us reach our own
+// network), unless the operator's Resolve map names it.
+func TestOpenIDUserInfoRefusesPrivateIPs(t *testing.T) {
+	// A TCP listener that counts connections and closes them.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var accepted atomic.Int64
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			accepted.Add(1)
+			c.Close()
+		}
+	}()
+	t.Cleanup(func() { ln.Close(); <-done })
+	port := ln.Addr().(*net.TCPAddr).Port
+	o := &mediaOrigins{resolve: map[string]string{"10.9.9.9:8448": ln.Addr().String()}, roots: x509.NewCertPool()}
+	onBackends(t, func(t *testing.T, backend string) {
+		f := newMediaFederation(t, backend, o)
+		for _, name := range []string{
+			fmt.Sprintf("127.0.0.1:%d", port),
+			fmt.Sprintf("[::1]:%d", port),
+			fmt.Sprintf("[::ffff:127.0.0.1]:%d", port),
+			"10.0.0.1", "192.168.1.1:8448", "169.254.169.254", "[fd00::1]:8448", "0.0.0.0:8448", "100.64.0.1",
+		} {
+			before := accepted.Load()
+			_, err := f.OpenIDUserInfo(context.Background(), name, "tok")
+			if err == nil || !strings.Contains(err.Error(), "not a public address") {
+				t.Fatalf("%s: got %v, want a refusal", name, err)
+			}
+			if n := accepted.Load() - before; n != 0 {
+				t.Fatalf("%s: %d connections made, want none", name, n)
+			}
+		}
+		// A pinned name is the operator's choice: it is asked.
+		before := accepted.Load()
+		_, err := f.OpenIDUserInfo(context.Background(), "10.9.9.9:8448", "tok")
+		if err == nil || strings.Contains(err.Error(), "not a public address") {
+			t.Fatalf("pinned: got %v, want a connection failure", err)
+		}
+		if accepted.Load() == before {
+			t.Fatal("pinned: no connection made")
+		}
+	})
+}
+
+func TestNonPublicIPLiteral(t *testing.T) {
+	tests := []struct {
+		server string
+		want   bool
+	}{
+		{"hs.example", false},
+		{"hs.example:8448", false},
+		{"localhost:8448", false}, // a hostname: discovery decides
+		{"1.1.1.1", false},
+		{"1.1.1.1:8448", false},
+		{"[2606:4700::1111]:8448", false},
+		{"127.0.0.1", true},
+		{"127.1.2.3:80", true},
+		{"10.1.2.3", true},
+		{"172.16.0.1", true},
+		{"192.168.0.1", true},
+		{"169.254.169.254:80", true},
+		{"100.100.100.100", true},
+		{"198.18.0.1", true},
+		{"224.0.0.1", true},
+		{"255.255.255.255", true},
+		{"0.0.0.0", true},
+		{"[::1]", true},
+		{"[::]:8448", true},
+		{"[fe80::1]", true},
+		{"[fc00::1]", true},
+		{"[::ffff:10.0.0.1]", true},
+		{"[64:ff9b::a00:1]", true},
+		{"[2002:a00:1::]", true},
+		{"[ff02::1]", true},
+	}
+	for _, tt := range tests {
+		if got := nonPublicIPLiteral(tt.server); got != tt.want {
+			t.Errorf("nonPublicIPLiteral(%q) = %v, want %v", tt.server, got, tt.want)
+		}
+	}
 }

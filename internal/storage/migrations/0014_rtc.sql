@@ -34,3 +34,6 @@ CREATE TABLE rtc_identities (
     ts        BIGINT NOT NULL,
     PRIMARY KEY (lk_room, identity)
 );
+-- A user's identities are counted and the oldest forgotten when a new
+-- token is minted (a bound on what one joined user can store).
+CREATE INDEX rtc_identities_user ON rtc_identities (user_id, ts);

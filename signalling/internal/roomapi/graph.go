@@ -155,8 +155,8 @@ func (a *API) graphPage(ctx context.Context, v *viewer, roomID string, before in
 			}
 		}
 	}
-	if resp.ForwardExtremities == nil {
-		resp.ForwardExtremities = []string{}
+	if resp.ForwardExtremities, err = a.visibleExtremities(ctx, v, vers, resp.ForwardExtremities); err != nil {
+		return nil, err
 	}
 	if more {
 		resp.Next = graphTokenPrefix + strconv.FormatInt(before, 10)
@@ -233,6 +233,36 @@ func (a *API) graphVisible(ctx context.Context, v *viewer, rec *storage.EventRec
 		return false, nil
 	}
 	return v.allows(at), nil
+}
+
+// visibleExtremities keeps the forward extremities v may see. A joined
+// user sees them all; a user who left (or is only invited) sees only
+// those the history visibility rules let them see, so that the graph
+// does not show them the room's newest event IDs after they left.
+func (a *API) visibleExtremities(ctx context.Context, v *viewer, vers *rooms.Version, ids []string) ([]string, error) {
+	out := []string{}
+	if v.joinedNow {
+		return append(out, ids...), nil
+	}
+	if len(ids) == 0 {
+		return out, nil
+	}
+	recs, err := a.deps.DB.Events(ctx, ids)
+	if err != nil {
+		return nil, err
+	}
+	for _, id := range ids {
+		rec := recs[id]
+		if rec == nil {
+			continue
+		}
+		if _, ok, err := a.graphNode(ctx, v, vers, rec); err != nil {
+			return nil, err
+		} else if ok {
+			out = append(out, id)
+		}
+	}
+	return out, nil
 }
 
 func nonNil(ids []string) []string {

@@ -249,5 +249,20 @@ func TestGraphHistoryVisibility(t *testing.T) {
 		if all := ids(e.graphOf(alice, roomID, "")); !slices.Contains(all, early) || len(all) <= len(got) {
 			t.Errorf("alice sees %v", all)
 		}
+		// Once carol leaves, the room's newest events are not hers to
+		// see: not as nodes, nor as forward extremities.
+		e.ok(carol, "POST", v3+"/rooms/"+esc(roomID)+"/leave", nil)
+		leave := e.current(roomID)[storage.StateKey{Type: "m.room.member", StateKey: carol}]
+		if g := e.graphOf(carol, roomID, ""); !slices.Equal(g.ForwardExtremities, []string{leave}) {
+			t.Errorf("carol's extremities after her leave: %v, want her leave %s", g.ForwardExtremities, leave)
+		}
+		after := e.sendMsg(alice, roomID, "c", "after carol left")
+		g := e.graphOf(carol, roomID, "")
+		if slices.Contains(ids(g), after) || len(g.ForwardExtremities) != 0 {
+			t.Errorf("carol, gone, sees events %v and extremities %v; want neither to hold %s", ids(g), g.ForwardExtremities, after)
+		}
+		if g := e.graphOf(alice, roomID, ""); !slices.Equal(g.ForwardExtremities, []string{after}) {
+			t.Errorf("alice's extremities %v, want %s", g.ForwardExtremities, after)
+		}
 	})
 }

@@ -27,6 +27,13 @@
 // "restricted" ones (join and subscribe to an existing room): under
 // MSC4195 each participant publishes to their own homeserver's SFU.
 //
+// The service needs no account, so what a request can cost is bounded:
+// requests per client address, fields to the spec's 255 bytes, OpenID
+// checks at other servers in flight at once (MaxRemoteChecks; the
+// matrix_server_name of a loopback or private IP literal is refused by
+// federation before any connection), and the identities remembered per
+// user.
+//
 // LiveMemberships reads org.matrix.msc3401.call.member and m.rtc.member
 // state as Element Call (matrix-js-sdk's CallMembership) does: empty
 // content is a member who left, and a membership past its expiry is gone.

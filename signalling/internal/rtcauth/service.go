@@ -42,7 +42,17 @@ type Config struct {
 	// Limit bounds requests per client address (each may cost a
 	// federation request); the zero value disables it.
 	Limit ratelimit.Config
+	// MaxRemoteChecks bounds the OpenID tokens of other servers being
+	// checked at once; 0 means DefaultMaxRemoteChecks.
+	MaxRemoteChecks int
 }
+
+// DefaultMaxRemoteChecks is the default of Config.MaxRemoteChecks. A
+// check is a federation request that may take the client's full timeout
+// (30 s) against a slow or silent server of the caller's choosing, and
+// the requests need no account: the per-address rate limit alone would
+// let a few addresses hold thousands of outbound connections open.
+const DefaultMaxRemoteChecks = 64
 
 // Deps are the token service's collaborators.
 type Deps struct {
@@ -66,6 +76,9 @@ type Service struct {
 	cfg   Config
 	deps  Deps
 	limit *ratelimit.Limiter
+	// remote holds one token per OpenID check in flight at another
+	// server.
+	remote chan struct{}
 }
 
 // New returns the token service.
@@ -82,7 +95,11 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	if deps.Now == nil {
 		deps.Now = time.Now
 	}
-	return &Service{cfg: cfg, deps: deps, limit: ratelimit.New(cfg.Limit, deps.Now)}, nil
+	if cfg.MaxRemoteChecks <= 0 {
+		cfg.MaxRemoteChecks = DefaultMaxRemoteChecks
+	}
+	return &Service{cfg: cfg, deps: deps, limit: ratelimit.New(cfg.Limit, deps.Now),
+		remote: make(chan struct{}, cfg.MaxRemoteChecks)}, nil
 }
 
 // Register mounts the service's endpoints under Prefix. Each pattern has
@@ -141,6 +158,31 @@ type tokenRequest struct {
 	} `json:"member"`
 }
 
+// Field size limits. The names are stored (Store) and hashed, and the
+// server name and token go out in a federation request, so each is
+// bounded: identifiers as the spec bounds user and room IDs (Appendices,
+// "Identifier Grammar": 255 bytes), the opaque token more loosely.
+const (
+	maxIDBytes    = 255
+	maxTokenBytes = 1024
+)
+
+// errTooLong answers a request with a field over its limit.
+var errTooLong = mxerr.BadJSON("A request field is too long")
+
+// tooLong reports whether tok or any of ids is over its limit.
+func tooLong(tok openIDToken, ids ...string) bool {
+	if len(tok.AccessToken) > maxTokenBytes || len(tok.MatrixServerName) > maxIDBytes {
+		return true
+	}
+	for _, id := range ids {
+		if len(id) > maxIDBytes {
+			return true
+		}
+	}
+	return false
+}
+
 type tokenResponse struct {
 	URL string `json:"url"`
 	JWT string `json:"jwt"`
@@ -197,6 +239,10 @@ func (s *Service) legacy(w http.ResponseWriter, r *http.Request) {
 		server.WriteError(w, mxerr.BadJSON("Missing OpenID token parameters"))
 		return
 	}
+	if tooLong(req.OpenIDToken, req.Room, req.DeviceID) {
+		server.WriteError(w, errTooLong)
+		return
+	}
 	s.issue(w, r, req.OpenIDToken, "", req.Room, LegacySlot, req.DeviceID, func(userID string) string {
 		return LegacyIdentity(userID, req.DeviceID)
 	})
@@ -217,6 +263,9 @@ func (s *Service) getToken(w http.ResponseWriter, r *http.Request) {
 		return
 	case req.OpenIDToken.AccessToken == "" || req.OpenIDToken.MatrixServerName == "":
 		server.WriteError(w, mxerr.BadJSON("The request body `openid_token` is missing a `access_token` or `matrix_server_name`"))
+		return
+	case tooLong(req.OpenIDToken, req.RoomID, req.SlotID, req.Member.ID, req.Member.ClaimedUserID, req.Member.ClaimedDeviceID):
+		server.WriteError(w, errTooLong)
 		return
 	}
 	s.issue(w, r, req.OpenIDToken, req.Member.ClaimedUserID, req.RoomID, req.SlotID, req.Member.ClaimedDeviceID,
@@ -280,6 +329,13 @@ func (s *Service) verify(ctx context.Context, tok openIDToken) (string, error) {
 	}
 	if s.deps.Remote == nil {
 		return "", errUnauthorised
+	}
+	select {
+	case s.remote <- struct{}{}:
+		defer func() { <-s.remote }()
+	default:
+		s.deps.Logger.Warn("too many OpenID checks at other servers in flight; refusing", "server", tok.MatrixServerName)
+		return "", mxerr.LimitExceeded(time.Second.Milliseconds())
 	}
 	userID, err := s.deps.Remote(ctx, tok.MatrixServerName, tok.AccessToken)
 	if err != nil {

@@ -20,6 +20,13 @@ type Store struct{ db *storage.DB }
 // NewStore returns a Store on db.
 func NewStore(db *storage.DB) *Store { return &Store{db: db} }
 
+// maxIdentitiesPerUser bounds the identities remembered for one user.
+// Every get_token call with a new member ID or slot (both chosen by the
+// client) adds a row, so without a bound a joined user could grow the
+// tables without end; the oldest are forgotten first, and a user in
+// more than this many calls at once is not a real client.
+const maxIdentitiesPerUser = 100
+
 // Grant is one minted token's names.
 type Grant struct {
 	LKRoom, RoomID, SlotID     string
@@ -34,15 +41,39 @@ func (s *Store) Record(ctx context.Context, g Grant, now time.Time) error {
 			ON CONFLICT (lk_room) DO NOTHING`, g.LKRoom, g.RoomID, g.SlotID, ts); err != nil {
 			return err
 		}
-		_, err := tx.Exec(ctx, `INSERT INTO rtc_identities (lk_room, identity, user_id, device_id, ts) VALUES (?, ?, ?, ?, ?)
+		if _, err := tx.Exec(ctx, `INSERT INTO rtc_identities (lk_room, identity, user_id, device_id, ts) VALUES (?, ?, ?, ?, ?)
 			ON CONFLICT (lk_room, identity) DO UPDATE SET user_id = excluded.user_id, device_id = excluded.device_id, ts = excluded.ts`,
-			g.LKRoom, g.Identity, g.UserID, g.DeviceID, ts)
-		return err
+			g.LKRoom, g.Identity, g.UserID, g.DeviceID, ts); err != nil {
+			return err
+		}
+		return pruneTx(ctx, tx, g.UserID)
 	})
 	if err != nil {
 		return fmt.Errorf("rtcauth: record token for %s: %w", g.LKRoom, err)
 	}
 	return nil
+}
+
+// pruneTx forgets userID's identities beyond the newest
+// maxIdentitiesPerUser, and the LiveKit rooms no identity is left in.
+func pruneTx(ctx context.Context, tx *storage.Tx, userID string) error {
+	var n int
+	if err := tx.QueryRow(ctx, `SELECT COUNT(*) FROM rtc_identities WHERE user_id = ?`, userID).Scan(&n); err != nil {
+		return err
+	}
+	if n <= maxIdentitiesPerUser {
+		return nil
+	}
+	// Row values ((a, b) IN (SELECT ...)) work in both SQLite and
+	// PostgreSQL.
+	if _, err := tx.Exec(ctx, `DELETE FROM rtc_identities WHERE (lk_room, identity) IN
+		(SELECT lk_room, identity FROM rtc_identities WHERE user_id = ? ORDER BY ts, lk_room, identity LIMIT ?)`,
+		userID, n-maxIdentitiesPerUser); err != nil {
+		return err
+	}
+	_, err := tx.Exec(ctx, `DELETE FROM rtc_rooms WHERE NOT EXISTS
+		(SELECT 1 FROM rtc_identities i WHERE i.lk_room = rtc_rooms.lk_room)`)
+	return err
 }
 
 // Room returns the Matrix room a LiveKit room name was minted for, ""
