@@ -14,7 +14,9 @@ import (
 	"github.com/plexus-chat/plexus/sfu/internal/sfutest"
 )
 
-// worldTopic is the data relay's default world topic (sfu/internal/data).
+// worldTopic is the data relay's default world topic (sfu/internal/data);
+// the server sends snapshots and deltas on worldTopic+".snapshot" and
+// worldTopic+".delta".
 const worldTopic = "plexus.world"
 
 // memWorld is a real, in-memory sfu.WorldStore: what the Matrix room state
@@ -78,8 +80,9 @@ func setWorld(t *testing.T, c *client, set map[string]any) {
 	}
 }
 
-// checkSnapshot parses a snapshot and checks it holds want (key -> JSON
-// value), each written by identity by.
+// checkSnapshot parses a snapshot or a delta (the same shape, doc.go of
+// sfu/internal/data) and checks it holds want (key -> JSON value), each
+// written by identity by.
 func checkSnapshot(t *testing.T, raw []byte, by string, want map[string]string) {
 	t.Helper()
 	var s worldSnapshot
@@ -103,7 +106,7 @@ func checkSnapshot(t *testing.T, raw []byte, by string, want map[string]string) 
 
 // TestWorldSnapshot: alice sets keys of the room's world; bob, joining
 // later, gets the snapshot (from the server, before any live update) with
-// alice's values; live updates follow; when the room ends the WorldStore
+// alice's values; live changes follow as deltas; when the room ends the WorldStore
 // gets the snapshot, and the next call in the room starts from it.
 func TestWorldSnapshot(t *testing.T) {
 	store := newMemWorld()
@@ -114,7 +117,7 @@ func TestWorldSnapshot(t *testing.T) {
 	setWorld(t, alice, map[string]any{"door": "open", "lamp": map[string]any{"on": true, "rgb": []int{255, 200, 0}}})
 	sfutest.Await(t, 5*time.Second, "watcher gets alice's world update", func() bool {
 		for _, d := range watcher.received() {
-			if d.topic == worldTopic {
+			if d.topic == worldTopic+".delta" {
 				return true
 			}
 		}
@@ -131,9 +134,12 @@ func TestWorldSnapshot(t *testing.T) {
 		t.Fatalf("bob's first data packet: topic %q from %q, want %q from the server", got[0].topic, got[0].from, worldTopic+".snapshot")
 	}
 	checkSnapshot(t, got[0].payload, "alice", map[string]string{"door": `"open"`, "lamp": `{"on":true,"rgb":[255,200,0]}`})
-	if got[1].topic != worldTopic || got[1].from != "alice" {
-		t.Errorf("bob's second packet: topic %q from %q, want alice's update", got[1].topic, got[1].from)
+	// Live changes come as deltas from the server, each entry naming
+	// its writer.
+	if got[1].topic != worldTopic+".delta" || got[1].from != "" {
+		t.Fatalf("bob's second packet: topic %q from %q, want a delta from the server", got[1].topic, got[1].from)
 	}
+	checkSnapshot(t, got[1].payload, "alice", map[string]string{"score": "3"})
 	if _, _, _, loads := store.saved("world"); loads != 1 {
 		t.Errorf("LoadWorld called %d times for the room's start, want 1", loads)
 	}

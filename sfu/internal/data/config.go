@@ -46,6 +46,12 @@ type Config struct {
 	// until it drains, lossy messages coalesce and drop meanwhile.
 	// Default 1 MiB.
 	SlowBytes uint64
+	// LossySlowBytes is SlowBytes for the lossy channel, default 16 KiB:
+	// what waits in the SCTP buffer can only go out late and whole,
+	// while what waits here is merged, so a lossy channel is held to a
+	// short buffer and its world changes batch in the pending delta
+	// instead (1 MiB of buffered poses was seconds of lag).
+	LossySlowBytes uint64
 	// MaxClockSkew bounds how far in the future a world message's "ts"
 	// may lie; later stamps are clamped to the server's clock so that one
 	// client with a fast clock cannot own keys forever. Default 30s.
@@ -104,6 +110,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.SlowBytes == 0 {
 		c.SlowBytes = 1 << 20
+	}
+	if c.LossySlowBytes == 0 {
+		c.LossySlowBytes = 16 << 10
 	}
 	if c.MaxClockSkew <= 0 {
 		c.MaxClockSkew = 30 * time.Second

@@ -16,16 +16,21 @@
 // all recipients.
 //
 // Each recipient has one writer goroutine draining a bounded reliable
-// queue and a bounded lossy queue, reliable first (while a reliable
-// message waits, lossy ones wait behind it, so a joiner's snapshot comes
-// before any live change), and a slow peer never delays anyone: Receive
-// only appends to queues. A recipient whose
-// channel has more than Config.SlowBytes buffered is not written to until
-// it drains. Meanwhile its lossy messages coalesce: a newer user packet
-// from the same sender on the same topic replaces the unsent one in
-// place (world changes are merged, see below), and a full lossy queue
-// drops its oldest message. A full reliable queue drops the message and
-// reports the recipient through Config.OnReliableOverflow.
+// queue, a bounded lossy queue and a pending world delta per channel
+// (see "Deltas"), reliable first (while a reliable message waits, lossy
+// ones wait behind it, so a joiner's snapshot comes before any live
+// change), and a slow peer never delays anyone: Receive only appends to
+// queues. A recipient whose channel has more than Config.SlowBytes
+// (Config.LossySlowBytes for the lossy channel) buffered is not written
+// to until it drains, which a Sender implementing DrainNotifier reports
+// at once (otherwise the writer looks again every Config.Tick). The
+// lossy limit is small (16 KiB): what sits in the SCTP buffer goes out
+// late and whole, what waits here merges. Meanwhile its lossy messages
+// coalesce: a newer user packet from the same sender on the same topic
+// replaces the unsent one in place, world changes merge per key, and a
+// full lossy queue drops its oldest message. A full reliable queue drops
+// the message and reports the recipient through
+// Config.OnReliableOverflow.
 //
 // Oversized packets, packets over the sender's token-bucket rate,
 // malformed protobuf and refused kinds are errors returned to the
@@ -63,14 +68,45 @@
 // Deletes leave tombstones, so an older set arriving after a newer delete
 // loses; tombstones are forgotten after Config.TombstoneTTL, or oldest
 // first past Config.MaxTombstones, and never appear in the snapshot. A
-// message whose keys all lose is dropped silently; otherwise only the
-// part that won is forwarded (re-encoded when part was lost or a stamp
-// changed), to everyone but the sender whatever its destinations, with
-// the sender's identity on the packet for the receiver's own
-// tie-breaks. Clients should apply the same rule, since lossy packets
-// may arrive out of order. If the winning part would grow the snapshot
-// past Config.MaxWorldBytes the whole message is refused with
-// ErrWorldFull; changes that shrink it are always accepted.
+// message whose keys all lose is dropped silently; otherwise the part
+// that won goes to everyone but the sender, whatever its destinations,
+// in deltas (below); the message itself is never forwarded. If the
+// winning part would grow the snapshot past Config.MaxWorldBytes the
+// whole message is refused with ErrWorldFull; changes that shrink it are
+// always accepted.
+//
+// # Deltas
+//
+// The server sends world changes as reliable or lossy user packets on
+// topic WorldTopic+".delta", with an empty participant identity (from
+// the server), each change on the channel it came in on. The payload has
+// the snapshot's shape (below), canonical JSON, a delete carrying
+// "deleted" instead of a value:
+//
+//	{"entries":{"<key>":{"by":"<identity>","ts":<ms>,"value":<json>},
+//	            "<key>":{"by":"<identity>","deleted":true,"ts":<ms>}},"v":1}
+//
+// Each recipient has a pending delta per channel, at most one change per
+// key, merged last-writer-wins as the state is; its writer, when it
+// wakes, sends all of it as one packet (split into several, each within
+// Config.MaxPacketBytes, when it is larger; an entry too large for a
+// packet of its own goes alone). So the batch adapts to the load: under
+// light load a delta holds one change and goes out at once, with no tick
+// to wait for; when changes come faster than the recipient's writer or
+// channel can take them, they merge, and a slow recipient gets the
+// latest of each key, not a backlog. 50 peers sending 30 poses a second
+// cost each recipient 100 to 200 deltas a second in the SFU's benchmark,
+// not 1,470 packets.
+//
+// A reliable change also retires an older lossy one pending for the same
+// key; a lossy one never retires a reliable one, so the last reliable
+// value still arrives if the lossy delta is lost. A delta carries every
+// change pending when it is written, so it may overtake user packets
+// queued before it, never fall behind one queued after it; only a
+// joiner's snapshot always comes first. Deltas of the two channels may
+// arrive in either order and lossy ones not at all, so clients apply each
+// entry by the same last-writer-wins rule, keeping tombstones of deletes
+// for a while. Clients may not send on the delta topic.
 //
 // # Snapshot
 //

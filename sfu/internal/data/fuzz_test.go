@@ -22,6 +22,7 @@ func FuzzReceive(f *testing.F) {
 		userPkt(f, "plexus.world", `{"ts":5,"set":{"k":{"a":[1,25]}},"del":["j"]}`),
 		userPkt(f, "plexus.world", `{"set":{"k":1},"at":{"k":99999999999999}}`),
 		userPkt(f, "plexus.world.snapshot", `{"entries":{},"v":1}`),
+		userPkt(f, "plexus.world.delta", `{"entries":{},"v":1}`),
 		encode(f, &livekit.DataPacket{Value: &livekit.DataPacket_ChatMessage{ChatMessage: &livekit.ChatMessage{Message: "m"}}}),
 		encode(f, &livekit.DataPacket{Value: &livekit.DataPacket_StreamHeader{StreamHeader: &livekit.DataStream_Header{StreamId: "s"}}}),
 	}
@@ -42,8 +43,29 @@ func FuzzReceive(f *testing.F) {
 			t.Fatalf("forwarded %d packets after %v", len(got), err)
 		}
 		for _, p := range got {
-			if p.dp.ParticipantIdentity != "a" || p.kind != kind {
+			from := "a"
+			if u := p.dp.GetUser(); u.GetTopic() == "plexus.world.delta" {
+				// A world change comes as a delta from the server, each
+				// entry naming its writer.
+				var d wireDelta
+				if err := json.Unmarshal(u.Payload, &d); err != nil || d.V != 1 || len(d.Entries) == 0 {
+					t.Fatalf("delta %s: %v", u.Payload, err)
+				}
+				for k, e := range d.Entries {
+					if e.By != "a" || e.Deleted == (e.Value != nil) {
+						t.Fatalf("delta entry %q: %+v", k, e)
+					}
+				}
+				from = ""
+			}
+			if p.dp.ParticipantIdentity != from || p.kind != kind {
 				t.Fatalf("forwarded from %q on %v", p.dp.ParticipantIdentity, p.kind)
+			}
+		}
+		if err == nil {
+			// What b received gives the room's world.
+			if w, _ := r.Snapshot(); string(r.fakes["b"].world(t)) != string(w) {
+				t.Fatalf("b's world %s, room's %s", r.fakes["b"].world(t), w)
 			}
 		}
 		snap, _ := r.Snapshot()

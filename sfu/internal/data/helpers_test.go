@@ -3,7 +3,9 @@
 package data
 
 import (
+	"encoding/json"
 	"io"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -12,13 +14,17 @@ import (
 
 	"github.com/livekit/protocol/livekit"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/plexus-chat/plexus/internal/cjson"
 )
 
 // fakeSender is an in-memory recipient. Its buffered amounts and
 // openness are set by the test to play a slow or unconnected peer.
 type fakeSender struct {
 	buffered [2]atomic.Uint64
-	closed   atomic.Bool // SendData answers io.ErrClosedPipe, as pion does before open
+	closed   atomic.Bool  // SendData answers io.ErrClosedPipe, as pion does before open
+	refused  atomic.Int64 // SendData calls answered so
+	polled   atomic.Int64 // Buffered calls
 	notify   chan struct{}
 
 	mu sync.Mutex
@@ -35,6 +41,7 @@ func newFake() *fakeSender { return &fakeSender{notify: make(chan struct{}, 1)} 
 
 func (f *fakeSender) SendData(kind Kind, b []byte) error {
 	if f.closed.Load() {
+		f.refused.Add(1)
 		return io.ErrClosedPipe
 	}
 	dp := new(livekit.DataPacket)
@@ -51,7 +58,10 @@ func (f *fakeSender) SendData(kind Kind, b []byte) error {
 	return nil
 }
 
-func (f *fakeSender) Buffered(kind Kind) uint64 { return f.buffered[kind].Load() }
+func (f *fakeSender) Buffered(kind Kind) uint64 {
+	f.polled.Add(1)
+	return f.buffered[kind].Load()
+}
 
 func (f *fakeSender) packets() []received {
 	f.mu.Lock()
@@ -191,4 +201,132 @@ func (f *fakeSender) payload() []received {
 		}
 	}
 	return out
+}
+
+// appendWorldMsg encodes m as a client would send it deterministically: keys sorted, "at" only for
+// keys whose stamp differs from ts.
+func appendWorldMsg(dst []byte, m *worldMsg) []byte {
+	dst = append(dst, `{"ts":`...)
+	dst = strconv.AppendInt(dst, m.ts, 10)
+	if len(m.set) > 0 {
+		dst = append(dst, `,"set":{`...)
+		for i, k := range sortedKeys(m.set) {
+			if i > 0 {
+				dst = append(dst, ',')
+			}
+			dst = cjson.AppendString(dst, k)
+			dst = append(dst, ':')
+			dst = append(dst, m.set[k]...)
+		}
+		dst = append(dst, '}')
+	}
+	if len(m.del) > 0 {
+		dst = append(dst, `,"del":[`...)
+		for i, k := range m.del {
+			if i > 0 {
+				dst = append(dst, ',')
+			}
+			dst = cjson.AppendString(dst, k)
+		}
+		dst = append(dst, ']')
+	}
+	first := true
+	for _, k := range sortedKeys(m.at) {
+		if m.at[k] == m.ts {
+			continue
+		}
+		if first {
+			dst = append(dst, `,"at":{`...)
+			first = false
+		} else {
+			dst = append(dst, ',')
+		}
+		dst = cjson.AppendString(dst, k)
+		dst = append(dst, ':')
+		dst = strconv.AppendInt(dst, m.at[k], 10)
+	}
+	if !first {
+		dst = append(dst, '}')
+	}
+	return append(dst, '}')
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	ks := make([]string, 0, len(m))
+	for k := range m {
+		ks = append(ks, k)
+	}
+	slices.Sort(ks)
+	return ks
+}
+
+// wireDelta is the JSON shape of a world delta (doc.go, "Deltas").
+type wireDelta struct {
+	V       int `json:"v"`
+	Entries map[string]struct {
+		By      string          `json:"by"`
+		TS      int64           `json:"ts"`
+		Value   json.RawMessage `json:"value"`
+		Deleted bool            `json:"deleted"`
+	} `json:"entries"`
+}
+
+// deltas returns the world delta payloads f received, checking that
+// each comes from the server on the right topic.
+func (f *fakeSender) deltas(t testing.TB) []string {
+	t.Helper()
+	var out []string
+	for _, p := range f.packets() {
+		u := p.dp.GetUser()
+		if u.GetTopic() != "plexus.world.delta" {
+			continue
+		}
+		if p.dp.ParticipantIdentity != "" || u.ParticipantIdentity != "" || p.dp.Kind != livekitKind(p.kind) {
+			t.Errorf("delta from %q/%q, kind %v on %v", p.dp.ParticipantIdentity, u.ParticipantIdentity, p.dp.Kind, p.kind)
+		}
+		out = append(out, string(u.Payload))
+	}
+	return out
+}
+
+// applyDelta applies a delta to s as a client does: per key
+// last-writer-wins by (ts, by), deletes as tombstones.
+func applyDelta(t testing.TB, s *state, b []byte) {
+	t.Helper()
+	var d wireDelta
+	if err := json.Unmarshal(b, &d); err != nil || d.V != 1 || len(d.Entries) == 0 {
+		t.Fatalf("delta %s: %v", b, err)
+	}
+	for k, e := range d.Entries {
+		m := &worldMsg{ts: e.TS}
+		if e.Deleted {
+			m.del = []string{k}
+		} else {
+			m.set = map[string]json.RawMessage{k: e.Value}
+		}
+		if _, err := s.apply(m, e.By, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// world is the world f sees: the snapshots and deltas it received,
+// applied in order.
+func (f *fakeSender) world(t testing.TB) []byte {
+	t.Helper()
+	s := newState(1 << 20)
+	for _, p := range f.packets() {
+		u := p.dp.GetUser()
+		switch u.GetTopic() {
+		case "plexus.world.snapshot":
+			if err := s.load(u.Payload); err != nil {
+				t.Fatal(err)
+			}
+		case "plexus.world.delta":
+			applyDelta(t, s, u.Payload)
+		case "plexus.world":
+			t.Fatalf("a world message relayed as sent: %s", u.Payload)
+		}
+	}
+	return s.snapshot()
 }

@@ -3,24 +3,17 @@
 package data
 
 import (
-	"encoding/json"
-	"errors"
-	"io"
-	"slices"
 	"sync"
 	"time"
 
 	"github.com/livekit/protocol/livekit"
-	"google.golang.org/protobuf/proto"
 )
 
 // outMsg is one encoded message for many recipients. Its fields are
 // shared and never modified after Receive builds it.
 type outMsg struct {
-	b     []byte
-	key   lossyKey  // coalescing key; zero topic+sender means none
-	world *worldMsg // the applied world change, for merging
-	from  *peer
+	b   []byte
+	key lossyKey // coalescing key; zero topic+sender means none
 }
 
 // lossyKey identifies the lossy stream a message supersedes: one
@@ -30,18 +23,16 @@ type lossyKey struct {
 	topic  string
 }
 
-// lossyItem is a queued lossy message. b is nil when a merge of world
-// changes has to be encoded before sending.
+// lossyItem is a queued lossy message.
 type lossyItem struct {
 	b        []byte
 	key      lossyKey
 	coalesce bool
-	world    *worldMsg
-	from     *peer
 }
 
 // peer is one participant: a sender (rate limit) and a recipient (two
-// bounded queues drained by one writer goroutine).
+// bounded queues and two pending world deltas, drained by one writer
+// goroutine).
 type peer struct {
 	sid, identity string
 	to            Sender
@@ -59,20 +50,34 @@ type peer struct {
 	byKey      map[lossyKey]uint64 // lossy seq of the queued message per stream
 	overflowed bool                // reliable queue overflowed, callback not yet made
 	stopped    bool
+	// world holds, per Kind, the world changes not yet written; spare
+	// is the emptied map the writer swaps in when it takes one, so that
+	// batching allocates nothing in the steady state (nil while the
+	// writer holds it).
+	world, spare [2]pending
+	snapFirst    bool // the head of rel is the joiner's snapshot: it precedes every delta
 
-	wake chan struct{} // cap 1: something was queued
-	stop chan struct{} // closed by Leave/Close
+	// delta belongs to the writer goroutine.
+	delta *deltaEncoder
+
+	wake    chan struct{} // cap 1: something was queued
+	drained chan struct{} // cap 1: a slow channel drained (DrainNotifier)
+	stop    chan struct{} // closed by Leave/Close
 }
 
 func newPeer(r *Room, sid, identity string, to Sender) *peer {
 	return &peer{
 		sid: sid, identity: identity, to: to, room: r,
 		tokens: float64(r.cfg.Burst), last: r.cfg.Now(),
-		rel:   newRing[[]byte](r.cfg.QueueLen),
-		lossy: newRing[lossyItem](r.cfg.QueueLen),
-		byKey: map[lossyKey]uint64{},
-		wake:  make(chan struct{}, 1),
-		stop:  make(chan struct{}),
+		rel:     newRing[[]byte](r.cfg.QueueLen),
+		lossy:   newRing[lossyItem](r.cfg.QueueLen),
+		byKey:   map[lossyKey]uint64{},
+		world:   [2]pending{{}, {}},
+		spare:   [2]pending{{}, {}},
+		delta:   newDeltaEncoder(r.deltaTopic, r.cfg.MaxPacketBytes),
+		wake:    make(chan struct{}, 1),
+		drained: make(chan struct{}, 1),
+		stop:    make(chan struct{}),
 	}
 }
 
@@ -126,12 +131,7 @@ func (p *peer) enqueue(kind Kind, m *outMsg) {
 	if coalesce {
 		if seq, ok := p.byKey[m.key]; ok {
 			if it := p.lossy.at(seq); it != nil {
-				if m.world != nil && it.world != nil && !supersedes(m.world, it.world) {
-					it.world = mergeWorld(it.world, m.world)
-					it.b = nil
-				} else {
-					it.b, it.world = m.b, m.world
-				}
+				it.b = m.b
 				p.mu.Unlock()
 				st.coalesced.Add(1)
 				return
@@ -146,7 +146,7 @@ func (p *peer) enqueue(kind Kind, m *outMsg) {
 		}
 		dropped = true
 	}
-	seq := p.lossy.push(lossyItem{b: m.b, key: m.key, coalesce: coalesce, world: m.world, from: m.from})
+	seq := p.lossy.push(lossyItem{b: m.b, key: m.key, coalesce: coalesce})
 	if coalesce {
 		p.byKey[m.key] = seq
 	}
@@ -155,6 +155,78 @@ func (p *peer) enqueue(kind Kind, m *outMsg) {
 		st.lossyOverflow.Add(1)
 	}
 	p.signal()
+}
+
+// enqueueWorld merges an applied world change from identity by into the
+// pending delta of kind, per key last-writer-wins, without blocking. A
+// change on the reliable channel also retires an older pending lossy
+// change of the key; a lossy change never retires a reliable one, so the
+// latest reliable value is still delivered if the lossy delta is lost.
+//
+// The pending changes are bounded by the keys the state can hold (live
+// ones and tombstones) as long as the recipient keeps up; a recipient
+// stalled while a sender churns through ever new keys reaches
+// Room.maxPending and then loses changes as from a full queue: a lossy
+// one is dropped, a reliable one reports the recipient as hopeless.
+func (p *peer) enqueueWorld(kind Kind, m *worldMsg, by string) {
+	var coalesced, overflow uint64
+	put := func(k string, c change) {
+		if _, ok := p.world[kind][k]; !ok && len(p.world[kind]) >= p.room.maxPending {
+			overflow++
+			return
+		}
+		if kind == Lossy {
+			if cur, ok := p.world[Reliable][k]; ok && !c.newer(&cur) {
+				coalesced++
+				return
+			}
+		} else if cur, ok := p.world[Lossy][k]; ok && c.newer(&cur) {
+			delete(p.world[Lossy], k)
+			coalesced++
+		}
+		if replaced, kept := p.world[kind].put(k, c); replaced || !kept {
+			coalesced++
+		}
+	}
+	p.mu.Lock()
+	if p.stopped {
+		p.mu.Unlock()
+		return
+	}
+	for k, v := range m.set {
+		put(k, change{value: v, ts: m.tsFor(k), by: by})
+	}
+	for _, k := range m.del {
+		put(k, change{ts: m.tsFor(k), by: by, deleted: true})
+	}
+	first := false
+	if overflow > 0 && kind == Reliable {
+		first = !p.overflowed
+		p.overflowed = true
+	}
+	p.mu.Unlock()
+	if coalesced > 0 {
+		p.room.stats.coalesced.Add(coalesced)
+	}
+	if overflow > 0 {
+		if kind == Reliable {
+			p.room.stats.reliableOverflow.Add(overflow)
+		} else {
+			p.room.stats.lossyOverflow.Add(overflow)
+		}
+		if first {
+			p.room.warn("world delta overflow", "sid", p.sid, "kind", kind)
+		}
+	}
+	p.signal()
+}
+
+// drainedSignal wakes a writer waiting for a slow channel to drain.
+func (p *peer) drainedSignal() {
+	select {
+	case p.drained <- struct{}{}:
+	default:
+	}
 }
 
 func (p *peer) signal() {
@@ -174,232 +246,9 @@ func (p *peer) halt() {
 	}
 }
 
-// run is the writer goroutine: reliable first, then lossy, each kind
-// only while its channel's buffered amount is under SlowBytes. While a
-// channel is slow or not yet open it polls every Tick; in that time lossy
-// messages coalesce and drop in the queue and never hold up anyone else.
-func (p *peer) run() {
-	defer p.room.wg.Done()
-	tick := p.room.cfg.Tick
-	timer := time.NewTimer(tick)
-	timer.Stop()
-	defer timer.Stop()
-	for {
-		if cb := p.takeOverflow(); cb != nil {
-			cb(p.sid)
-		}
-		// Reliable first, strictly: while reliable messages wait (a slow
-		// or unopened channel) lossy ones wait too, coalescing, so that a
-		// joiner's snapshot always arrives before live world changes.
-		retry := p.drainReliable()
-		if !retry {
-			retry = p.drainLossy()
-		}
-		if retry {
-			timer.Reset(tick)
-			select {
-			case <-p.stop:
-				return
-			case <-timer.C:
-			}
-			continue
-		}
-		select {
-		case <-p.stop:
-			return
-		case <-p.wake:
-		}
-	}
-}
-
-func (p *peer) takeOverflow() func(string) {
-	cb := p.room.cfg.OnReliableOverflow
-	if cb == nil {
-		return nil
-	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if !p.overflowed || p.stopped {
-		return nil
-	}
-	p.overflowed = false
-	// Once per episode: the flag is set again by the next overflow.
-	return cb
-}
-
-func (p *peer) stopping() bool {
-	select {
-	case <-p.stop:
-		return true
-	default:
-		return false
-	}
-}
-
-// drainReliable writes queued reliable messages; it reports whether some
-// remain that must be retried after a tick (slow or unopened channel).
-func (p *peer) drainReliable() (retry bool) {
-	st := &p.room.stats
-	for !p.stopping() {
-		p.mu.Lock()
-		if p.rel.len() == 0 {
-			p.mu.Unlock()
-			return false
-		}
-		b := *p.rel.peek()
-		p.mu.Unlock()
-		if p.to.Buffered(Reliable) > p.room.cfg.SlowBytes {
-			return true
-		}
-		err := p.to.SendData(Reliable, b)
-		// A channel not open yet (pion answers io.ErrClosedPipe) keeps
-		// the message at the head: the world snapshot is queued at Join,
-		// before the subscriber connection's channels open.
-		if errors.Is(err, io.ErrClosedPipe) {
-			return true
-		}
-		p.mu.Lock()
-		if p.rel.len() > 0 {
-			p.rel.pop()
-		}
-		p.mu.Unlock()
-		if err != nil {
-			st.sendFailed.Add(1)
-			p.room.warn("data send failed", "sid", p.sid, "kind", Reliable, "err", err)
-			continue
-		}
-		st.relayed.Add(1)
-		st.relayedBytes.Add(uint64(len(b)))
-	}
-	return false
-}
-
-func (p *peer) drainLossy() (retry bool) {
-	st := &p.room.stats
-	for !p.stopping() {
-		p.mu.Lock()
-		if p.lossy.len() == 0 {
-			p.mu.Unlock()
-			return false
-		}
-		p.mu.Unlock()
-		if p.to.Buffered(Lossy) > p.room.cfg.SlowBytes {
-			return true
-		}
-		p.mu.Lock()
-		if p.lossy.len() == 0 {
-			p.mu.Unlock()
-			return false
-		}
-		it, seq := p.lossy.pop()
-		if it.coalesce && p.byKey[it.key] == seq {
-			delete(p.byKey, it.key)
-		}
-		p.mu.Unlock()
-		b := it.b
-		if b == nil {
-			var err error
-			if b, err = encodeWorld(it.from, Lossy, it.key.topic, it.world); err != nil {
-				st.sendFailed.Add(1)
-				continue
-			}
-		}
-		if err := p.to.SendData(Lossy, b); err != nil {
-			// Lossy messages are never retried: a newer one supersedes.
-			st.sendFailed.Add(1)
-			if !errors.Is(err, io.ErrClosedPipe) {
-				p.room.warn("data send failed", "sid", p.sid, "kind", Lossy, "err", err)
-			}
-			continue
-		}
-		st.relayed.Add(1)
-		st.relayedBytes.Add(uint64(len(b)))
-	}
-	return false
-}
-
-// encodeWorld builds the DataPacket carrying world change m from sender.
-func encodeWorld(from *peer, kind Kind, topic string, m *worldMsg) ([]byte, error) {
-	dp := &livekit.DataPacket{
-		Kind:                livekitKind(kind),
-		ParticipantIdentity: from.identity,
-		ParticipantSid:      from.sid,
-		Value: &livekit.DataPacket_User{User: &livekit.UserPacket{
-			ParticipantSid:      from.sid,
-			ParticipantIdentity: from.identity,
-			Payload:             appendWorldMsg(nil, m),
-			Topic:               &topic,
-		}},
-	}
-	return proto.Marshal(dp)
-}
-
 func livekitKind(k Kind) livekit.DataPacket_Kind {
 	if k == Lossy {
 		return livekit.DataPacket_LOSSY
 	}
 	return livekit.DataPacket_RELIABLE
-}
-
-// supersedes reports whether nw changes every key old does, each at a
-// stamp no older: then nw alone says all the merge would, and replacing
-// old costs no allocation. It is the common case of a client sending its
-// avatar's pose under the same keys every frame.
-func supersedes(nw, old *worldMsg) bool {
-	for k := range old.set {
-		if _, ok := nw.set[k]; !ok || nw.tsFor(k) < old.tsFor(k) {
-			return false
-		}
-	}
-	for _, k := range old.del {
-		if _, ok := nw.set[k]; ok && nw.tsFor(k) >= old.tsFor(k) {
-			continue
-		}
-		if _, ok := slices.BinarySearch(nw.del, k); !ok || nw.tsFor(k) < old.tsFor(k) {
-			return false
-		}
-	}
-	return true
-}
-
-// mergeWorld combines two queued changes of one sender; per key the
-// later stamp wins (the later message on a tie), and keys keep their own
-// stamps through "at" so a merge never makes an old value look newer.
-func mergeWorld(old, nw *worldMsg) *worldMsg {
-	type op struct {
-		v   []byte
-		del bool
-		ts  int64
-	}
-	ops := make(map[string]op, len(old.set)+len(old.del)+len(nw.set)+len(nw.del))
-	add := func(m *worldMsg) {
-		for k, v := range m.set {
-			t := m.tsFor(k)
-			if cur, ok := ops[k]; !ok || t >= cur.ts {
-				ops[k] = op{v: v, ts: t}
-			}
-		}
-		for _, k := range m.del {
-			t := m.tsFor(k)
-			if cur, ok := ops[k]; !ok || t >= cur.ts {
-				ops[k] = op{del: true, ts: t}
-			}
-		}
-	}
-	add(old)
-	add(nw)
-	out := &worldMsg{ts: max(old.ts, nw.ts)}
-	for k, o := range ops {
-		if o.del {
-			out.del = append(out.del, k)
-		} else {
-			if out.set == nil {
-				out.set = map[string]json.RawMessage{}
-			}
-			out.set[k] = o.v
-		}
-		out.setAt(k, o.ts)
-	}
-	slices.Sort(out.del)
-	return out
 }

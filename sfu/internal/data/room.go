@@ -23,22 +23,35 @@ import (
 type Sender interface {
 	// SendData writes one message to the recipient's data channel of kind; must not block long
 	// (it is pion DataChannel.Send). io.ErrClosedPipe (a channel not open yet) makes a
-	// reliable message wait at the head of its queue and be retried every Tick.
+	// reliable message or a world delta wait and be retried every Tick. It may keep b when
+	// kind is Reliable; a Lossy b is reused for the next delta once SendData returns (pion's
+	// SCTP copies it).
 	SendData(kind Kind, b []byte) error
 	// Buffered reports bytes queued in that channel (DataChannel.BufferedAmount) so a slow peer
 	// is detected before its socket buffer fills.
 	Buffered(kind Kind) uint64
 }
 
+// DrainNotifier is implemented by a Sender that can report when a
+// channel's buffered amount falls to threshold (pion's
+// DataChannel.OnBufferedAmountLow): a writer held back by a slow channel
+// then resumes at once instead of at its next Tick. fn must not block.
+type DrainNotifier interface {
+	OnDrained(kind Kind, threshold uint64, fn func())
+}
+
 // Room relays data packets among one room's participants and keeps its
 // world state. All methods are safe for concurrent use; none blocks on a
 // recipient.
 type Room struct {
-	cfg       Config
-	log       *slog.Logger
-	lim       *pionlog.Limiter
-	snapTopic string
-	stats     counters
+	cfg        Config
+	log        *slog.Logger
+	lim        *pionlog.Limiter
+	snapTopic  string
+	deltaTopic string
+	slowBytes  [2]uint64 // by Kind
+	maxPending int       // world changes pending per recipient per Kind
+	stats      counters
 
 	// The refusals a flood repeats, built once: their text is the same
 	// every time so that a caller's rate-limited log keyed by it holds.
@@ -67,6 +80,7 @@ var errNoGrant = fmt.Errorf("%w: no permission to publish data", ErrNotAllowed)
 // counters are Stats' atomic sources.
 type counters struct {
 	received, relayed, relayedBytes, coalesced              atomic.Uint64
+	deltas, deltaEntries                                    atomic.Uint64
 	tooLarge, rateLimited, malformed, notAllowed, worldFull atomic.Uint64
 	unknownSender, stale, ignored                           atomic.Uint64
 	lossyOverflow, reliableOverflow, sendFailed             atomic.Uint64
@@ -77,7 +91,9 @@ type Stats struct {
 	Received     uint64 // packets accepted from senders
 	Relayed      uint64 // messages written to recipients (snapshots included)
 	RelayedBytes uint64
-	Coalesced    uint64 // lossy messages merged into an unsent one of the same stream
+	Coalesced    uint64 // lossy messages merged into an unsent one of the same stream, world changes into a pending one of the same key
+	Deltas       uint64 // world delta packets written (counted in Relayed too)
+	DeltaEntries uint64 // world changes written in them: DeltaEntries/Deltas is the mean batch
 	Dropped      Dropped
 	Recipients   int
 	WorldVersion uint64
@@ -90,8 +106,8 @@ type Dropped struct {
 	TooLarge, RateLimited, Malformed, NotAllowed, WorldFull, UnknownSender uint64 // refused by Receive
 	Stale                                                                  uint64 // world messages older than the state in every key
 	Ignored                                                                uint64 // packets for the server alone (client metrics)
-	LossyOverflow                                                          uint64 // oldest lossy message dropped from a full queue
-	ReliableOverflow                                                       uint64 // reliable message dropped: that recipient is hopeless
+	LossyOverflow                                                          uint64 // oldest lossy message dropped from a full queue, or lossy world change from a full delta
+	ReliableOverflow                                                       uint64 // reliable message or world change dropped: that recipient is hopeless
 	SendFailed                                                             uint64 // Sender.SendData errors
 }
 
@@ -102,11 +118,16 @@ func NewRoom(cfg Config, log *slog.Logger) *Room {
 		log = slog.New(slog.DiscardHandler)
 	}
 	r := &Room{
-		cfg:       cfg,
-		log:       log,
-		lim:       pionlog.NewLimiter(5, 10*time.Second, cfg.Now),
-		snapTopic: cfg.WorldTopic + ".snapshot",
-		world:     newState(cfg.MaxWorldBytes),
+		cfg:        cfg,
+		log:        log,
+		lim:        pionlog.NewLimiter(5, 10*time.Second, cfg.Now),
+		snapTopic:  cfg.WorldTopic + ".snapshot",
+		deltaTopic: cfg.WorldTopic + ".delta",
+		slowBytes:  [2]uint64{Reliable: cfg.SlowBytes, Lossy: cfg.LossySlowBytes},
+		// The keys the state can hold: tombstones, and live entries of
+		// at least 16 bytes each in the snapshot.
+		maxPending: cfg.MaxTombstones + cfg.MaxWorldBytes/16,
+		world:      newState(cfg.MaxWorldBytes),
 	}
 	r.errTooLarge = fmt.Errorf("%w: over %d bytes", ErrTooLarge, cfg.MaxPacketBytes)
 	r.errRateLimited = fmt.Errorf("%w: over %g packets/s", ErrRateLimited, cfg.Rate)
@@ -143,6 +164,7 @@ func (r *Room) Join(sid, identity string, to Sender) {
 			r.log.Error("encoding world snapshot", "err", err)
 		} else {
 			p.rel.push(b)
+			p.snapFirst = true
 		}
 	}
 	old := r.peers.Load()
@@ -161,6 +183,11 @@ func (r *Room) Join(sid, identity string, to Sender) {
 	r.mu.Unlock()
 	if prev != nil {
 		prev.halt()
+	}
+	if n, ok := to.(DrainNotifier); ok {
+		for _, k := range []Kind{Reliable, Lossy} {
+			n.OnDrained(k, r.slowBytes[k], p.drainedSignal)
+		}
 	}
 	go p.run()
 	p.signal()
@@ -242,6 +269,8 @@ func (r *Room) Stats() Stats {
 		Relayed:      st.relayed.Load(),
 		RelayedBytes: st.relayedBytes.Load(),
 		Coalesced:    st.coalesced.Load(),
+		Deltas:       st.deltas.Load(),
+		DeltaEntries: st.deltaEntries.Load(),
 		Dropped: Dropped{
 			TooLarge:         st.tooLarge.Load(),
 			RateLimited:      st.rateLimited.Load(),
@@ -353,7 +382,7 @@ func (r *Room) relay(from *peer, kind Kind, dp *livekit.DataPacket, now time.Tim
 	dp.Kind = livekitKind(kind)
 	dp.ParticipantIdentity = from.identity
 	dp.ParticipantSid = from.sid
-	msg := outMsg{from: from}
+	var msg outMsg
 	if u != nil {
 		u.ParticipantIdentity, u.ParticipantSid = from.identity, from.sid
 		if len(dp.DestinationIdentities) == 0 {
@@ -363,20 +392,25 @@ func (r *Room) relay(from *peer, kind Kind, dp *livekit.DataPacket, now time.Tim
 		}
 		topic := u.GetTopic()
 		switch topic {
-		case r.snapTopic:
+		case r.snapTopic, r.deltaTopic:
 			return fmt.Errorf("%w: topic %q is the server's", ErrNotAllowed, topic)
 		case r.cfg.WorldTopic:
-			w, err := r.applyWorld(from, u, now)
-			if err != nil {
+			w, err := r.applyWorld(from, u.Payload, now)
+			if err != nil || w == nil {
 				return err
 			}
-			if w == nil {
-				return nil
+			r.stats.received.Add(1)
+			// The world is one state for everyone: a change goes to all
+			// but its sender, whatever the destinations, merged into
+			// each recipient's pending delta. Peers are loaded after the
+			// change was applied under r.mu, so a joiner has it in its
+			// snapshot or here (or both, which LWW makes harmless).
+			for _, p := range r.peers.Load().list {
+				if p != from {
+					p.enqueueWorld(kind, w, from.identity)
+				}
 			}
-			msg.world = w
-			// The world is one state for everyone: a change goes to all.
-			dp.DestinationIdentities, u.DestinationIdentities, u.DestinationSids = nil, nil, nil
-			ps = r.peers.Load()
+			return nil
 		}
 		msg.key = lossyKey{sender: from.sid, topic: topic}
 	}
@@ -403,15 +437,15 @@ func (r *Room) relay(from *peer, kind Kind, dp *livekit.DataPacket, now time.Tim
 	return nil
 }
 
-// applyWorld applies a world message to the state and rewrites u's
-// payload to the part that won (nil: nothing won, forward nothing).
-func (r *Room) applyWorld(from *peer, u *livekit.UserPacket, now time.Time) (*worldMsg, error) {
-	m, err := parseWorldMsg(u.Payload)
+// applyWorld applies a world message to the state and returns the part
+// that won, stamped (nil: nothing won, forward nothing).
+func (r *Room) applyWorld(from *peer, payload []byte, now time.Time) (*worldMsg, error) {
+	m, err := parseWorldMsg(payload)
 	if err != nil {
 		return nil, err
 	}
 	nowMs := now.UnixMilli()
-	stamped := stamp(m, nowMs, r.cfg.MaxClockSkew.Milliseconds())
+	stamp(m, nowMs, r.cfg.MaxClockSkew.Milliseconds())
 	r.mu.Lock()
 	applied, err := r.world.apply(m, from.identity, nowMs)
 	if ttl := r.cfg.TombstoneTTL.Milliseconds(); r.world.tombs > r.cfg.MaxTombstones || nowMs-r.lastSweep > ttl/2 {
@@ -426,25 +460,20 @@ func (r *Room) applyWorld(from *peer, u *livekit.UserPacket, now time.Time) (*wo
 		r.stats.stale.Add(1)
 		return nil, nil
 	}
-	if stamped || len(applied.set) != len(m.set) || len(applied.del) != len(m.del) {
-		u.Payload = appendWorldMsg(nil, applied)
-	}
 	return applied, nil
 }
 
 // stamp gives a message without ts the server's clock and clamps stamps
-// more than skew ahead of it; it reports whether it changed anything.
-func stamp(m *worldMsg, now, skew int64) bool {
-	changed := false
+// more than skew ahead of it.
+func stamp(m *worldMsg, now, skew int64) {
 	if m.ts == 0 || m.ts > now+skew {
-		m.ts, changed = now, true
+		m.ts = now
 	}
 	for k, t := range m.at {
 		if t == 0 || t > now+skew {
-			m.at[k], changed = now, true
+			m.at[k] = now
 		}
 	}
-	return changed
 }
 
 func countRefusal(st *counters, err error) {

@@ -92,6 +92,8 @@ func TestRefused(t *testing.T) {
 		}, true, ErrNotAllowed, func(d Dropped) uint64 { return d.NotAllowed }},
 		{"forged snapshot", func(t *testing.T) []byte { return userPkt(t, "plexus.world.snapshot", `{"entries":{},"v":1}`) }, true, ErrNotAllowed,
 			func(d Dropped) uint64 { return d.NotAllowed }},
+		{"forged delta", func(t *testing.T) []byte { return userPkt(t, "plexus.world.delta", `{"entries":{},"v":1}`) }, true, ErrNotAllowed,
+			func(d Dropped) uint64 { return d.NotAllowed }},
 		{"bad world message", func(t *testing.T) []byte { return userPkt(t, "plexus.world", `{"set":`) }, true, ErrMalformed,
 			func(d Dropped) uint64 { return d.Malformed }},
 		{"metrics are for the server", func(t *testing.T) []byte {
@@ -153,60 +155,50 @@ func TestRateLimit(t *testing.T) {
 	waitFor(t, "b gets a's 4 packets", func() bool { return len(f.packets()) == 4 }, f)
 }
 
-// worldPayloads returns the world topic payloads f received.
-func worldPayloads(f *fakeSender) []string {
-	var out []string
-	for _, p := range f.packets() {
-		if u := p.dp.GetUser(); u.GetTopic() == "plexus.world" {
-			out = append(out, string(u.Payload))
-		}
-	}
-	return out
-}
-
+// TestWorldRelay: each applied change reaches everyone but its sender
+// as a delta from the server, reduced to the part that won and stamped;
+// a stale one reaches no one.
 func TestWorldRelay(t *testing.T) {
 	now := time.UnixMilli(50_000)
 	r := newTestRoom(t, Config{Now: func() time.Time { return now }}, "a", "b", "c")
-	send := func(from, payload string, opts ...pktOpt) error {
-		return r.Receive(sidOf(from), Reliable, userPkt(t, "plexus.world", payload, opts...), true)
-	}
 	steps := []struct {
 		from, payload string
 		opts          []pktOpt
-		forwarded     string // "" for nothing
+		delta         string // "" for nothing
 	}{
-		{"a", `{"ts":100, "set":{"x":1}}`, nil, `{"ts":100, "set":{"x":1}}`},               // kept as sent
-		{"b", `{"ts":90,"set":{"x":2,"y":2}}`, nil, `{"ts":90,"set":{"y":2}}`},             // reduced
-		{"b", `{"ts":80,"set":{"x":3}}`, nil, ""},                                          // stale: nothing
-		{"c", `{"set":{"z":1}}`, nil, `{"ts":50000,"set":{"z":1}}`},                        // stamped by the server
-		{"c", `{"ts":99999999,"set":{"z":2}}`, nil, `{"ts":50000,"set":{"z":2}}`},          // clamped
-		{"a", `{"ts":200,"del":["y"]}`, []pktOpt{withDest("c")}, `{"ts":200,"del":["y"]}`}, // to all
+		{"a", `{"ts":100, "set":{"x":1}}`, nil, `{"entries":{"x":{"by":"a","ts":100,"value":1}},"v":1}`},
+		{"b", `{"ts":90,"set":{"x":2,"y":{"b":2, "a":1}}}`, nil, `{"entries":{"y":{"by":"b","ts":90,"value":{"a":1,"b":2}}},"v":1}`}, // reduced, canonical
+		{"b", `{"ts":80,"set":{"x":3}}`, nil, ""},                                                                              // stale: nothing
+		{"c", `{"set":{"z":1}}`, nil, `{"entries":{"z":{"by":"c","ts":50000,"value":1}},"v":1}`},                               // stamped by the server
+		{"c", `{"ts":99999999,"set":{"z":2}}`, nil, `{"entries":{"z":{"by":"c","ts":50000,"value":2}},"v":1}`},                 // clamped
+		{"a", `{"ts":200,"del":["y"]}`, []pktOpt{withDest("c")}, `{"entries":{"y":{"by":"a","deleted":true,"ts":200}},"v":1}`}, // to all
+		{"b", `{"ts":300,"set":{"k":1},"del":["x"],"at":{"x":250}}`, nil, `{"entries":{"k":{"by":"b","ts":300,"value":1},"x":{"by":"b","deleted":true,"ts":250}},"v":1}`},
 	}
-	want := map[string][]string{}
+	seen := map[string]int{}
 	for i, st := range steps {
-		if err := send(st.from, st.payload, st.opts...); err != nil {
+		if err := r.Receive(sidOf(st.from), Reliable, userPkt(t, "plexus.world", st.payload, st.opts...), true); err != nil {
 			t.Fatalf("step %d: %v", i, err)
 		}
-		if st.forwarded != "" {
-			for _, id := range []string{"a", "b", "c"} {
-				if id != st.from {
-					want[id] = append(want[id], st.forwarded)
-				}
+		// A delta is written before any packet queued after its change.
+		r.barrier(t, st.from)
+		for _, id := range []string{"a", "b", "c"} {
+			got := r.fakes[id].deltas(t)[seen[id]:]
+			seen[id] += len(got)
+			var want []string
+			if st.delta != "" && id != st.from {
+				want = []string{st.delta}
+			}
+			if !slices.Equal(got, want) {
+				t.Errorf("step %d: %s received\n%q\nwant\n%q", i, id, got, want)
 			}
 		}
 	}
-	r.barrier(t, "a")
-	r.barrier(t, "b")
-	for id, w := range want {
-		if got := worldPayloads(r.fakes[id]); !slices.Equal(got, w) {
-			t.Errorf("%s received\n%q\nwant\n%q", id, got, w)
-		}
-	}
 	snap, ver := r.Snapshot()
-	if wantSnap := `{"entries":{"x":{"by":"a","ts":100,"value":1},"z":{"by":"c","ts":50000,"value":2}},"v":1}`; string(snap) != wantSnap || ver != 5 {
-		t.Errorf("snapshot %s v%d, want %s v5", snap, ver, wantSnap)
+	if wantSnap := `{"entries":{"k":{"by":"b","ts":300,"value":1},"z":{"by":"c","ts":50000,"value":2}},"v":1}`; string(snap) != wantSnap || ver != 6 {
+		t.Errorf("snapshot %s v%d, want %s v6", snap, ver, wantSnap)
 	}
-	if st := r.Stats(); st.Dropped.Stale != 1 || st.WorldVersion != 5 || st.WorldEntries != 2 || st.WorldBytes != len(snap) {
+	if st := r.Stats(); st.Dropped.Stale != 1 || st.WorldVersion != 6 || st.WorldEntries != 2 || st.WorldBytes != len(snap) ||
+		st.Deltas != 12 || st.DeltaEntries != 14 {
 		t.Errorf("stats %+v", st)
 	}
 }
@@ -221,7 +213,7 @@ func TestWorldFull(t *testing.T) {
 		t.Fatalf("a small set after a refused one: %v", err)
 	}
 	r.barrier(t, "a")
-	if got := worldPayloads(r.fakes["b"]); len(got) != 1 {
+	if got := r.fakes["b"].deltas(t); len(got) != 1 {
 		t.Errorf("b received %q", got)
 	}
 	if d := r.Stats().Dropped.WorldFull; d != 1 {
@@ -235,7 +227,7 @@ func TestLateJoinerGetsSnapshotFirst(t *testing.T) {
 		t.Fatal(err)
 	}
 	r.barrier(t, "a")
-	if ts := r.fakes["b"].topics(); ts[0] != "plexus.world" {
+	if ts := r.fakes["b"].topics(); ts[0] != "plexus.world.delta" {
 		t.Errorf("b, present from the start, got %q: a snapshot of an empty world?", ts)
 	}
 	snap, _ := r.Snapshot()
@@ -264,11 +256,14 @@ func TestLateJoinerGetsSnapshotFirst(t *testing.T) {
 		first.dp.ParticipantIdentity != "" || u.ParticipantIdentity != "" {
 		t.Errorf("first packet to c: %v %v", first.kind, first.dp)
 	}
-	if ts := c.topics(); !slices.Equal(ts, []string{"plexus.world.snapshot", "chat", "plexus.world"}) {
+	if ts := c.topics(); !slices.Equal(ts, []string{"plexus.world.snapshot", "chat", "plexus.world.delta"}) {
 		t.Errorf("c received %q", ts)
 	}
-	if got[2].kind != Lossy || got[2].dp.ParticipantIdentity != "a" {
-		t.Errorf("live update %v from %q", got[2].kind, got[2].dp.ParticipantIdentity)
+	if d := c.deltas(t); got[2].kind != Lossy || len(d) != 1 || d[0] != `{"entries":{"door":{"by":"a","ts":2,"value":"shut"}},"v":1}` {
+		t.Errorf("live update on %v: %q", got[2].kind, d)
+	}
+	if w, _ := r.Snapshot(); string(c.world(t)) != string(w) {
+		t.Errorf("c's world %s, room's %s", c.world(t), w)
 	}
 }
 
@@ -312,11 +307,11 @@ func TestSlowRecipient(t *testing.T) {
 	slow.buffered[Lossy].Store(0)
 	waitFor(t, "slow drains", func() bool {
 		ts := slow.topics()
-		return len(ts) > 0 && slices.Contains(ts, "plexus.world") && slices.Contains(ts, "cursor")
+		return len(ts) > 0 && slices.Contains(ts, "plexus.world.delta") && slices.Contains(ts, "cursor")
 	}, slow)
 	r.barrier(t, "a")
-	if got := len(slow.payload()); got > 16 {
-		t.Errorf("slow peer got %d messages, more than its queue", got)
+	if got := len(slow.payload()); got > 16+1 {
+		t.Errorf("slow peer got %d messages, more than its queue and one delta", got)
 	}
 	// The newest cursor survived coalescing.
 	var cursor string
@@ -328,15 +323,14 @@ func TestSlowRecipient(t *testing.T) {
 	if cursor != itoa(n-1) {
 		t.Errorf("slow peer's last cursor %q, want %d", cursor, n-1)
 	}
-	// Applying what the slow peer received gives the room's world.
-	s := newState(1 << 20)
-	for _, p := range worldPayloads(slow) {
-		if _, err := s.apply(msg(t, p), "a", 0); err != nil {
-			t.Fatal(err)
-		}
+	// The world came as one delta holding the latest of each key, not
+	// a backlog; it gives the room's world.
+	want := `{"entries":{"pose/0":{"by":"a","ts":499,"value":498},"pose/1":{"by":"a","ts":500,"value":499},"pose/2":{"by":"a","ts":498,"value":497}},"v":1}`
+	if d := slow.deltas(t); len(d) != 1 || d[0] != want {
+		t.Errorf("slow peer's deltas %q, want [%s]", d, want)
 	}
-	if snap, _ := r.Snapshot(); string(s.snapshot()) != string(snap) {
-		t.Errorf("slow peer's world\n%s\nroom's\n%s", s.snapshot(), snap)
+	if snap, _ := r.Snapshot(); string(slow.world(t)) != string(snap) {
+		t.Errorf("slow peer's world\n%s\nroom's\n%s", slow.world(t), snap)
 	}
 }
 
@@ -474,21 +468,7 @@ func TestJoinDuringUpdates(t *testing.T) {
 	r.barrier(t, "a")
 	want, _ := r.Snapshot()
 	for i, f := range joiners {
-		s := newState(1 << 20)
-		for _, p := range f.payload() {
-			u := p.dp.GetUser()
-			switch u.GetTopic() {
-			case "plexus.world.snapshot":
-				if err := s.load(u.Payload); err != nil {
-					t.Fatal(err)
-				}
-			case "plexus.world":
-				if _, err := s.apply(msg(t, string(u.Payload)), p.dp.ParticipantIdentity, 0); err != nil {
-					t.Fatal(err)
-				}
-			}
-		}
-		if got := s.snapshot(); string(got) != string(want) {
+		if got := f.world(t); string(got) != string(want) {
 			t.Errorf("joiner %d ends with\n%s\nroom has\n%s", i, got, want)
 		}
 	}

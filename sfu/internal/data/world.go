@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strconv"
 	"unicode/utf8"
 
 	"github.com/plexus-chat/plexus/internal/cjson"
@@ -16,8 +15,7 @@ const maxKeyBytes = 256
 
 // worldMsg is one parsed world message: the sets and deletes one sender
 // stamped with ts (unix ms), and per-key stamps in at that override ts
-// (the server writes those when it merges queued messages, see
-// recipient.go; clients may send them too).
+// (a client that merges its own queued changes sends them).
 type worldMsg struct {
 	ts  int64
 	set map[string]json.RawMessage // values compacted
@@ -129,61 +127,4 @@ func checkKey(k string) error {
 		return fmt.Errorf("%w: world key must be 1 to %d bytes", ErrMalformed, maxKeyBytes)
 	}
 	return nil
-}
-
-// appendWorldMsg encodes m deterministically: keys sorted, "at" only for
-// keys whose stamp differs from ts.
-func appendWorldMsg(dst []byte, m *worldMsg) []byte {
-	dst = append(dst, `{"ts":`...)
-	dst = strconv.AppendInt(dst, m.ts, 10)
-	if len(m.set) > 0 {
-		dst = append(dst, `,"set":{`...)
-		for i, k := range sortedKeys(m.set) {
-			if i > 0 {
-				dst = append(dst, ',')
-			}
-			dst = cjson.AppendString(dst, k)
-			dst = append(dst, ':')
-			dst = append(dst, m.set[k]...)
-		}
-		dst = append(dst, '}')
-	}
-	if len(m.del) > 0 {
-		dst = append(dst, `,"del":[`...)
-		for i, k := range m.del {
-			if i > 0 {
-				dst = append(dst, ',')
-			}
-			dst = cjson.AppendString(dst, k)
-		}
-		dst = append(dst, ']')
-	}
-	first := true
-	for _, k := range sortedKeys(m.at) {
-		if m.at[k] == m.ts {
-			continue
-		}
-		if first {
-			dst = append(dst, `,"at":{`...)
-			first = false
-		} else {
-			dst = append(dst, ',')
-		}
-		dst = cjson.AppendString(dst, k)
-		dst = append(dst, ':')
-		dst = strconv.AppendInt(dst, m.at[k], 10)
-	}
-	if !first {
-		dst = append(dst, '}')
-	}
-	return append(dst, '}')
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	ks := make([]string, 0, len(m))
-	for k := range m {
-		ks = append(ks, k)
-	}
-	slices.Sort(ks)
-	return ks
 }
