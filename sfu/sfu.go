@@ -51,6 +51,20 @@ type Config struct {
 	// answer; a client that lets it pass is told to reconnect (LeaveRequest
 	// RECONNECT) and removed, as livekit-server does (default 15s).
 	NegotiationTimeout time.Duration
+	// RequireRoomCreate lets only tokens with the roomCreate grant start a
+	// room; a token without it joins a live room or is refused. This is
+	// livekit-server with room.auto_create off, which lk-jwt-service
+	// deployments need: the token service gives roomCreate to its own
+	// server's users alone, so another server's users cannot open rooms
+	// here. Off (LiveKit's default): any roomJoin token starts its room.
+	RequireRoomCreate bool
+	// MaxParticipants bounds one room's participants (default 256),
+	// MaxTotalParticipants the server's (default 2048).
+	MaxParticipants, MaxTotalParticipants int
+	// TokenRefreshInterval is how often each participant is sent a fresh
+	// access token with its grants, valid for TokenRefreshTTL (defaults
+	// 5 and 10 minutes, as livekit-server).
+	TokenRefreshInterval, TokenRefreshTTL time.Duration
 	// WorldSaveInterval is the most often a changing world is saved
 	// (default 30s).
 	WorldSaveInterval time.Duration
@@ -136,10 +150,17 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	if dc.Now == nil {
 		dc.Now = deps.Now
 	}
+	if cfg.TokenRefreshTTL <= 0 {
+		cfg.TokenRefreshTTL = 10 * time.Minute
+	}
+	key, secret, ttl := cfg.APIKey, cfg.APISecret, cfg.TokenRefreshTTL
+	refresh := func(c *signal.Claims) (string, error) { return signal.Refresh(c, key, secret, ttl) }
 	mgr := rtc.NewManager(rtc.Config{
 		Engine: engine, Data: dc,
 		EmptyTimeout: cfg.EmptyTimeout, PingInterval: cfg.PingInterval, PingTimeout: cfg.PingTimeout,
 		ReconnectGrace: cfg.ReconnectGrace, SaveInterval: cfg.WorldSaveInterval, NegotiationTimeout: cfg.NegotiationTimeout,
+		RequireRoomCreate: cfg.RequireRoomCreate, MaxParticipants: cfg.MaxParticipants, MaxTotalParticipants: cfg.MaxTotalParticipants,
+		RefreshInterval: cfg.TokenRefreshInterval, Refresh: refresh,
 		ICEServers: deps.ICEServers, World: world, Logger: log, Now: deps.Now, Version: Version,
 	})
 	s := &Server{engine: engine, mgr: mgr}

@@ -66,6 +66,10 @@ func startSFU(cfg config.Config, secret string, log *slog.Logger, reg *prometheu
 		// machine, the tests) must offer loopback candidates too: there may
 		// be no other interface the browser and the SFU share.
 		IncludeLoopback: cfg.LoopbackOnly() || isLoopbackIP(cfg.SFUListenIP),
+		// The token service grants roomCreate to this server's users
+		// only (lk-jwt-service's full access): users of other servers
+		// join calls that are running, they do not start rooms here.
+		RequireRoomCreate: true,
 	}, sfu.Deps{
 		Logger:     log.With("component", "sfu"),
 		Metrics:    metrics,

@@ -14,6 +14,12 @@
 // Receiver reports the highest layer anyone still needs so the publisher can
 // pause the rest (dynacast).
 //
+// Work a subscriber can cause is bounded: a packet is resent at most three
+// times, no sooner than 100 ms apart, and only from a 2 s cache; key-frame
+// requests reach a publisher at most every 500 ms per layer however many
+// subscribers send PLIs. A publisher gets one read loop per layer: a new
+// track for a layer (duplicate RIDs, a new SSRC) replaces the old one.
+//
 // Concurrency: each incoming layer has one read goroutine that does all the
 // per-packet work (cache, fan-out, writes) with buffers it owns, so the
 // forwarding path does not allocate; each DownTrack has one goroutine

@@ -22,6 +22,12 @@ const (
 	// nackInterval throttles resending the same packet: a second NACK
 	// within about one round trip asks for a resend already on its way.
 	nackInterval = 100 * time.Millisecond
+	// maxResends bounds how often one packet is resent, as
+	// livekit-server's sequencer does (maxAck = 3): a resend lost three
+	// times will not arrive in time to be played, and without a bound a
+	// subscriber NACKing everything every 100 ms would make the SFU send
+	// each packet up to 20 times over its 2 s cache.
+	maxResends = 3
 )
 
 // ErrReceiverClosed is returned by NewDownTrack for a closed Receiver.
@@ -65,6 +71,7 @@ type sentEntry struct {
 	layer  Layer
 	off    offsets
 	nackAt int64 // last resend, unix nanoseconds
+	resent uint8 // resends so far, at most maxResends
 }
 
 // DownTrack is one subscriber's copy of a Receiver's track: a
@@ -601,11 +608,12 @@ func (d *DownTrack) resend(seq uint16, nb *nackBuf) bool {
 	now := d.r.now()
 	d.mu.Lock()
 	e := &d.sent[seq%seqMapSize]
-	if !d.bound || !e.valid || e.out != seq || now.UnixNano()-e.nackAt < int64(nackInterval) {
+	if !d.bound || !e.valid || e.out != seq || e.resent >= maxResends || now.UnixNano()-e.nackAt < int64(nackInterval) {
 		d.mu.Unlock()
 		return false
 	}
 	e.nackAt = now.UnixNano()
+	e.resent++
 	layer, src, off, b := e.layer, e.src, e.off, d.b
 	d.mu.Unlock()
 	raw, ok := d.r.layers[layer].cache.get(src, nb.raw, now)

@@ -711,3 +711,27 @@ func TestPaddingOnlyPacketsNotForwarded(t *testing.T) {
 	}
 	checkStream(t, pkts)
 }
+
+func TestNACKResendsArePerPacketBounded(t *testing.T) {
+	rig := newSimulcastRig(t)
+	rig.all(false)
+	d, w := bindDownTrack(t, rig.r, "sub1")
+	d.SetRequestedQuality(0)
+	rig.send(0, true)
+	pkts := w.sent()
+	if len(pkts) != 3 {
+		t.Fatalf("%d packets", len(pkts))
+	}
+	w.reset()
+	nb := &nackBuf{sc: newScratch()}
+	// A subscriber NACKing the same packets every interval for the whole
+	// cache lifetime gets each at most maxResends times.
+	seqs := []uint16{pkts[0].hdr.SequenceNumber, pkts[1].hdr.SequenceNumber}
+	for i := 0; i < int(cacheMaxAge/nackInterval); i++ {
+		d.handleRTCP([]rtcp.Packet{&rtcp.TransportLayerNack{MediaSSRC: 5000, Nacks: rtcp.NackPairsFromSequenceNumbers(seqs)}}, nb)
+		rig.clock.Advance(nackInterval)
+	}
+	if n := len(w.sent()); n != maxResends*len(seqs) {
+		t.Fatalf("%d resends of %d packets, want %d", n, len(seqs), maxResends*len(seqs))
+	}
+}

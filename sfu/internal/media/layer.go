@@ -12,6 +12,9 @@ const LayerNone Layer = -1
 // maxLayers is the number of simulcast layers LiveKit clients publish.
 const maxLayers = 3
 
+// MaxLayers is the number of simulcast layers a track may have.
+const MaxLayers = maxLayers
+
 // LayerFromRID maps a simulcast RID to a layer. LiveKit clients use "q",
 // "h" and "f" (quarter, half, full resolution); some send "0", "1", "2". An
 // empty RID is a non-simulcast track, which is layer 0. Unknown RIDs map to

@@ -76,9 +76,13 @@ type Receiver struct {
 	muted  atomic.Bool
 	audio  audioLevel
 
-	mu        sync.Mutex // guards the fields below
-	tracks    []*webrtc.TrackRemote
-	loops     int // running read loops
+	mu sync.Mutex // guards the fields below
+	// reading is the track each layer is read from. One per layer: a
+	// publisher offering many RIDs that map to one layer (or a new SSRC
+	// for a layer) replaces the layer's track, so a Receiver never runs
+	// more than maxLayers read loops whatever the client sends.
+	reading   [maxLayers]*webrtc.TrackRemote
+	loops     int // running read loops, replaced ones still ending included
 	closed    bool
 	onMax     func(Layer)
 	kfLast    [maxLayers]time.Time
@@ -153,14 +157,21 @@ func (r *Receiver) AddLayer(layer Layer, track *webrtc.TrackRemote) {
 		return
 	}
 	r.mu.Lock()
-	if r.closed {
+	old := r.reading[layer]
+	if r.closed || old == track {
 		r.mu.Unlock()
 		return
 	}
-	r.tracks = append(r.tracks, track)
+	r.reading[layer] = track
 	r.loops++
 	r.loopsWG.Add(1)
 	r.mu.Unlock()
+	if old != nil {
+		// Counted the new loop first, so the old one ending does not
+		// mark the Receiver done.
+		r.log.Info("media: a new track replaces a layer's track", "layer", layer.String())
+		_ = old.SetReadDeadline(time.Now())
+	}
 	r.layers[layer].ssrc.Store(uint32(track.SSRC()))
 	go r.readLoop(layer, track)
 }
@@ -236,13 +247,15 @@ func (r *Receiver) Close() {
 	r.closeOnce.Do(func() {
 		r.mu.Lock()
 		r.closed = true
-		tracks := r.tracks
+		tracks := r.reading
 		r.mu.Unlock()
 		// A read deadline in the past is the only way to unblock
 		// TrackRemote.Read without closing the peer connection, which
 		// belongs to the caller.
 		for _, t := range tracks {
-			_ = t.SetReadDeadline(time.Now())
+			if t != nil {
+				_ = t.SetReadDeadline(time.Now())
+			}
 		}
 		r.loopsWG.Wait()
 		close(r.quit)
@@ -305,6 +318,9 @@ func (r *Receiver) removeDownTrack(d *DownTrack) {
 func (r *Receiver) readLoop(layer Layer, track *webrtc.TrackRemote) {
 	defer func() {
 		r.mu.Lock()
+		if r.reading[layer] == track {
+			r.reading[layer] = nil
+		}
 		r.loops--
 		last := r.loops == 0
 		r.mu.Unlock()

@@ -25,6 +25,18 @@
 // further simulcast layers (RIDs q, h, f) join the same track by the
 // transceiver's mid.
 //
+// Grants (livekit/protocol auth VideoGrant) are enforced per action:
+// canPublish and canPublishSources on AddTrackRequest, canSubscribe on
+// every subscription, canPublishData in the data relay, hidden by keeping
+// the participant out of everyone else's JoinResponse, updates, speakers
+// and subscriptions, and roomCreate (with Config.RequireRoomCreate) on
+// starting a room. What one client can make the server hold is bounded:
+// participants per room and per server, tracks per participant, the size
+// of an AddTrackRequest (its TrackInfo goes to everyone), media sections
+// per offer, remote ICE candidates per ICE generation and data channels
+// per publisher connection. Every participant is sent a fresh token
+// every Config.RefreshInterval (RefreshToken), as livekit-server does.
+//
 // Locks: Room.mu and Participant.mu guard maps and flags only; nothing
 // sends, calls pion or calls back while holding them.
 package rtc

@@ -42,7 +42,7 @@ func FuzzHandleRequest(f *testing.F) {
 		m.Close()
 		_ = eng.Close()
 	})
-	r, err := m.room("fuzz")
+	r, err := m.room("fuzz", true)
 	if err != nil {
 		f.Fatal(err)
 	}
@@ -50,7 +50,7 @@ func FuzzHandleRequest(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
-	if _, ok := r.join(p); !ok {
+	if _, ok, err := r.join(p); !ok || err != nil {
 		f.Fatal("join refused")
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {

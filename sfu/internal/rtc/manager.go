@@ -2,8 +2,10 @@ package rtc
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -35,10 +37,25 @@ type Config struct {
 	// NegotiationTimeout is how long a subscriber offer may wait for its
 	// answer before the client is told to reconnect (default 15s).
 	NegotiationTimeout time.Duration
-	ICEServers         func(identity string) []*livekit.ICEServer
-	World              WorldStore
-	Logger             *slog.Logger
-	Now                func() time.Time
+	// RequireRoomCreate lets only tokens with the roomCreate grant start
+	// a room; others join live rooms only (livekit-server with
+	// room.auto_create off, as lk-jwt-service deployments run it).
+	RequireRoomCreate bool
+	// MaxParticipants bounds the participants of one room (default 256)
+	// and MaxTotalParticipants those of the whole server (default 2048):
+	// every participant holds two peer connections and their goroutines.
+	MaxParticipants, MaxTotalParticipants int
+
+	// Refresh mints a fresh token with a participant's grants; every
+	// RefreshInterval (default 5 minutes, as livekit-server) each
+	// participant is sent one (RefreshToken). Nil = none.
+	Refresh         func(*signal.Claims) (string, error)
+	RefreshInterval time.Duration
+
+	ICEServers func(identity string) []*livekit.ICEServer
+	World      WorldStore
+	Logger     *slog.Logger
+	Now        func() time.Time
 	// Version is reported in ServerInfo.
 	Version string
 }
@@ -48,6 +65,9 @@ type Manager struct {
 	cfg        Config
 	lim        *pionlog.Limiter
 	dataErrors atomic.Uint64
+	// participants counts the participants of every room (Room.join and
+	// Room.leaveWith keep it, under the room's lock).
+	participants atomic.Int64
 	// wg counts room loops and track watchers.
 	wg sync.WaitGroup
 
@@ -86,6 +106,15 @@ func NewManager(cfg Config) *Manager {
 	if cfg.PingTimeout <= 0 {
 		cfg.PingTimeout = 20 * time.Second
 	}
+	if cfg.MaxParticipants <= 0 {
+		cfg.MaxParticipants = 256
+	}
+	if cfg.RefreshInterval <= 0 {
+		cfg.RefreshInterval = 5 * time.Minute
+	}
+	if cfg.MaxTotalParticipants <= 0 {
+		cfg.MaxTotalParticipants = 2048
+	}
 	return &Manager{cfg: cfg, lim: pionlog.NewLimiter(5, 10*time.Second, nil), rooms: map[string]*Room{}, closing: map[string]chan struct{}{}}
 }
 
@@ -98,10 +127,14 @@ func (m *Manager) goWatch(f func()) {
 }
 
 // errClosed refuses joins during shutdown.
-var errClosed = fmt.Errorf("rtc: server shutting down")
+var errClosed = errors.New("rtc: server shutting down")
 
-// room returns the room name, creating and loading it if needed.
-func (m *Manager) room(name string) (*Room, error) {
+// errNoRoom refuses a token without roomCreate when its room is not live.
+var errNoRoom = errors.New("rtc: room not found and the token may not create it")
+
+// room returns the room name, creating and loading it if needed and
+// create is set.
+func (m *Manager) room(name string, create bool) (*Room, error) {
 	m.mu.Lock()
 	for m.closing[name] != nil && !m.closed {
 		ch := m.closing[name]
@@ -114,6 +147,10 @@ func (m *Manager) room(name string) (*Room, error) {
 		return nil, errClosed
 	}
 	r := m.rooms[name]
+	if r == nil && !create {
+		m.mu.Unlock()
+		return nil, errNoRoom
+	}
 	created := r == nil
 	if created {
 		r = newRoom(m, name)
@@ -172,13 +209,33 @@ func (m *Manager) iceServers(identity string) []*livekit.ICEServer {
 	return m.cfg.ICEServers(identity)
 }
 
+// Check implements signal.Checker: a join that Join would refuse for a
+// missing room or a full server is answered with an HTTP status before
+// the WebSocket upgrade. A resume is left to Join.
+func (m *Manager) Check(claims *signal.Claims, params signal.Params) error {
+	if params.Reconnect && params.ParticipantSID != "" {
+		return nil
+	}
+	if m.cfg.RequireRoomCreate && !claims.CanCreateRoom && m.existingRoom(claims.Room) == nil {
+		return &signal.RefusedError{Status: http.StatusNotFound, Reason: "requested room does not exist"}
+	}
+	if m.participants.Load() >= int64(m.cfg.MaxTotalParticipants) {
+		return &signal.RefusedError{Status: http.StatusServiceUnavailable, Reason: "participant limit exceeded"}
+	}
+	return nil
+}
+
 // Join implements signal.Joiner.
 func (m *Manager) Join(c *signal.Conn, claims *signal.Claims, params signal.Params) (signal.Session, error) {
 	if params.Reconnect && params.ParticipantSID != "" {
 		return m.resume(c, claims, params)
 	}
+	create := claims.CanCreateRoom || !m.cfg.RequireRoomCreate
 	for attempt := 0; ; attempt++ {
-		r, err := m.room(claims.Room)
+		r, err := m.room(claims.Room, create)
+		if errors.Is(err, errNoRoom) {
+			return nil, &signal.JoinError{Err: err}
+		}
 		if err != nil {
 			return nil, &signal.JoinError{Err: err, Leave: &livekit.LeaveRequest{Reason: livekit.DisconnectReason_SERVER_SHUTDOWN}}
 		}
@@ -186,7 +243,11 @@ func (m *Manager) Join(c *signal.Conn, claims *signal.Claims, params signal.Para
 		if err != nil {
 			return nil, err
 		}
-		others, ok := r.join(p)
+		others, ok, err := r.join(p)
+		if err != nil {
+			p.close(nil)
+			return nil, &signal.JoinError{Err: err}
+		}
 		if ok {
 			// Before anything else can reach it: the world snapshot is
 			// the first data message it gets.
@@ -199,15 +260,26 @@ func (m *Manager) Join(c *signal.Conn, claims *signal.Claims, params signal.Para
 			}
 			continue // the room closed meanwhile; make a new one
 		}
-		m.admit(r, p, others, c)
+		if !m.admit(r, p, others, c) {
+			// Replaced by a newer connection of the same identity, or
+			// the room closed, between joining and admission; its leave
+			// may have run before the data room's Join above.
+			r.data.Leave(p.sid)
+			return nil, &signal.JoinError{Err: errors.New("rtc: participant left before it was admitted")}
+		}
 		return p, nil
 	}
 }
 
-func (m *Manager) admit(r *Room, p *Participant, others []*Participant, c *signal.Conn) {
+// admit sends p its JoinResponse, attaches c and tells the others. It
+// returns false if p was closed meanwhile (c is then not attached: a
+// connection bound to a closed participant would stay open and idle).
+func (m *Manager) admit(r *Room, p *Participant, others []*Participant, c *signal.Conn) bool {
 	infos := make([]*livekit.ParticipantInfo, 0, len(others))
 	for _, o := range others {
-		infos = append(infos, o.info(false))
+		if !o.hidden() {
+			infos = append(infos, o.info(false))
+		}
 	}
 	self := p.info(true)
 	join := &livekit.SignalResponse{Message: &livekit.SignalResponse_Join{Join: &livekit.JoinResponse{
@@ -223,6 +295,10 @@ func (m *Manager) admit(r *Room, p *Participant, others []*Participant, c *signa
 		EnabledPublishCodecs: enabledCodecs(),
 	}}}
 	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return false
+	}
 	// Queue the JoinResponse first, then attach: anything sent to p
 	// meanwhile was held in early and follows it in order.
 	_ = c.Send(join)
@@ -242,14 +318,19 @@ func (m *Manager) admit(r *Room, p *Participant, others []*Participant, c *signa
 	upd := &livekit.SignalResponse{Message: &livekit.SignalResponse_Update{Update: &livekit.ParticipantUpdate{
 		Participants: []*livekit.ParticipantInfo{p.info(false)},
 	}}}
-	for _, o := range others {
-		o.send(upd)
+	if !p.hidden() {
+		for _, o := range others {
+			o.send(upd)
+		}
 	}
 	p.mu.Lock()
 	auto := p.autoSubscribe && p.claims.CanSubscribe
 	p.mu.Unlock()
 	if auto {
 		for _, o := range others {
+			if o.hidden() {
+				continue
+			}
 			o.mu.Lock()
 			var ts []*PublishedTrack
 			for _, t := range o.published {
@@ -261,6 +342,7 @@ func (m *Manager) admit(r *Room, p *Participant, others []*Participant, c *signa
 			}
 		}
 	}
+	return true
 }
 
 // resume reattaches a participant whose signalling connection dropped
@@ -306,9 +388,6 @@ func newParticipant(r *Room, claims *signal.Claims, params signal.Params) (*Part
 		published:     map[string]*PublishedTrack{},
 		byMid:         map[string]*PublishedTrack{},
 		subs:          map[string]*subscription{},
-	}
-	if params.Attributes != nil && p.claims.Attributes == nil {
-		p.claims.Attributes = params.Attributes
 	}
 	p.alloc = media.NewAllocator(p.log)
 	var err error

@@ -41,6 +41,9 @@ func (p *Participant) offer(iceRestart bool) {
 	var opts *webrtc.OfferOptions
 	if iceRestart {
 		opts = &webrtc.OfferOptions{ICERestart: true}
+		p.mu.Lock()
+		p.subCandCount = 0 // the client gathers a new generation
+		p.mu.Unlock()
 	}
 	offer, err := p.sub.CreateOffer(opts)
 	if err == nil {

@@ -62,8 +62,15 @@ type Participant struct {
 	// to the latest.
 	offerSeq    uint64
 	answerTimer *time.Timer
-	// Remote candidates that arrived before the remote description.
-	pubCands, subCands []webrtc.ICECandidateInit
+	// Remote candidates that arrived before the remote description, and
+	// the count accepted in the current ICE generation (bounded by
+	// maxRemoteCandidates).
+	pubCands, subCands         []webrtc.ICECandidateInit
+	pubCandCount, subCandCount int
+	// pubUfrag is the ICE ufrag of the last publisher offer.
+	pubUfrag string
+	// dataChannels counts the channels the client opened.
+	dataChannels int
 }
 
 // Identity returns the participant's identity.
@@ -71,6 +78,10 @@ func (p *Participant) Identity() string { return p.identity }
 
 // SID returns the participant's "PA_" sid.
 func (p *Participant) SID() string { return p.sid }
+
+// hidden reports the hidden grant: others neither see the participant
+// nor receive its tracks. The claims never change after newParticipant.
+func (p *Participant) hidden() bool { return p.claims.Hidden }
 
 // send queues msg on the participant's signalling connection. Messages
 // while the connection is down (awaiting a resume) are dropped; the

@@ -1,12 +1,15 @@
 package rtc
 
 import (
+	"errors"
+	"fmt"
 	"strings"
 
 	"github.com/livekit/protocol/livekit"
 	"github.com/pion/rtcp"
 	"github.com/pion/sdp/v3"
 	"github.com/pion/webrtc/v4"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/plexus-chat/plexus/sfu/internal/data"
 	"github.com/plexus-chat/plexus/sfu/internal/media"
@@ -19,6 +22,17 @@ func (p *Participant) setupPublisher() {
 	})
 	p.pub.OnTrack(p.onTrack)
 	p.pub.OnDataChannel(func(dc *webrtc.DataChannel) {
+		p.mu.Lock()
+		p.dataChannels++
+		over := p.dataChannels > maxDataChannels
+		p.mu.Unlock()
+		if over {
+			// pion runs a read loop per channel: a client opening
+			// thousands would hold as many goroutines. Closed inside
+			// this callback, before pion opens it, none is started.
+			_ = dc.Close()
+			return
+		}
 		var kind data.Kind
 		switch dc.Label() {
 		case "_reliable":
@@ -36,6 +50,10 @@ func (p *Participant) setupPublisher() {
 		p.log.Debug("publisher ICE", "state", s.String())
 	})
 }
+
+// maxDataChannels bounds the data channels a client may open on its
+// publisher connection: LiveKit clients open "_reliable" and "_lossy".
+const maxDataChannels = 8
 
 func (p *Participant) onData(kind data.Kind, b []byte) {
 	p.mu.Lock()
@@ -80,9 +98,22 @@ func (p *Participant) handleTrickle(t *livekit.TrickleRequest) {
 	// time, so the remote description cannot be set meanwhile and the
 	// candidate cannot miss the flush that follows it.
 	haveRemote := pc.RemoteDescription() != nil
+	sub := t.GetTarget() == livekit.SignalTarget_SUBSCRIBER
 	p.mu.Lock()
+	n := &p.pubCandCount
+	if sub {
+		n = &p.subCandCount
+	}
+	if *n >= maxRemoteCandidates {
+		p.mu.Unlock()
+		if ok, k := p.room.mgr.lim.Allow("candidates"); ok {
+			p.log.Info("remote ICE candidate over the limit dropped", "suppressed", k)
+		}
+		return
+	}
+	*n++
 	if !haveRemote {
-		if t.GetTarget() == livekit.SignalTarget_SUBSCRIBER {
+		if sub {
 			p.subCands = append(p.subCands, init)
 		} else {
 			p.pubCands = append(p.pubCands, init)
@@ -95,6 +126,13 @@ func (p *Participant) handleTrickle(t *livekit.TrickleRequest) {
 		p.log.Debug("remote ICE candidate refused", "err", err)
 	}
 }
+
+// maxRemoteCandidates bounds the remote candidates a client may trickle
+// for one connection per ICE generation (a publisher offer or a
+// subscriber ICE restart starts a new one). Each is held until the
+// remote description arrives, then paired with every local candidate and
+// checked by the ICE agent; a browser sends a handful.
+const maxRemoteCandidates = 64
 
 // flushCandidates adds candidates that arrived before pc's remote
 // description.
@@ -131,12 +169,26 @@ func (p *Participant) handlePublisherOffer(sd *livekit.SessionDescription) {
 		bad("malformed offer SDP")
 		return
 	}
+	if len(parsed.MediaDescriptions) > maxMediaSections {
+		// pion makes a transceiver (and for every SSRC a receiver
+		// goroutine) per media section before any track is announced.
+		bad("offer has too many media sections")
+		return
+	}
 	if err := p.pub.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: sd.GetSdp()}); err != nil {
 		p.log.Info("publisher offer refused", "err", err)
 		bad("offer refused: " + err.Error())
 		return
 	}
 	p.flushCandidates(livekit.SignalTarget_PUBLISHER)
+	if ufrag := iceUfrag(&parsed); ufrag != "" {
+		p.mu.Lock()
+		if ufrag != p.pubUfrag {
+			// New ICE credentials: an ICE restart, a new generation.
+			p.pubUfrag, p.pubCandCount = ufrag, 0
+		}
+		p.mu.Unlock()
+	}
 	answer, err := p.pub.CreateAnswer(nil)
 	if err == nil {
 		err = p.pub.SetLocalDescription(answer)
@@ -166,6 +218,16 @@ func (p *Participant) handleAddTrack(req *livekit.AddTrackRequest) {
 	}
 	if req.GetCid() == "" || (req.GetType() != livekit.TrackType_AUDIO && req.GetType() != livekit.TrackType_VIDEO) {
 		deny(livekit.RequestResponse_INVALID_REQUEST, "add track needs a cid and an audio or video type")
+		return
+	}
+	if err := checkAddTrack(req); err != nil {
+		deny(livekit.RequestResponse_INVALID_REQUEST, err.Error())
+		return
+	}
+	if !p.claims.CanPublishSource(req.GetSource()) {
+		// canPublishSources (livekit/protocol auth): a token may allow,
+		// say, the microphone but not the camera.
+		deny(livekit.RequestResponse_NOT_ALLOWED, "no permission to publish source "+req.GetSource().String())
 		return
 	}
 	p.mu.Lock()
@@ -199,6 +261,39 @@ func (p *Participant) handleAddTrack(req *livekit.AddTrackRequest) {
 
 // maxTracksPerParticipant bounds pending and published tracks together.
 const maxTracksPerParticipant = 32
+
+// maxMediaSections bounds the m-lines of a publisher offer: one per track
+// and the data channels' one, with room for the inactive sections that
+// clients keep after unpublishing.
+const maxMediaSections = 4 * maxTracksPerParticipant
+
+// Bounds on an AddTrackRequest. Its fields become the TrackInfo that goes
+// to every participant in every ParticipantUpdate of the publisher, so an
+// unbounded request would multiply into megabytes per update per
+// recipient. A real one (three layers, two simulcast codecs) is a few
+// hundred bytes.
+const (
+	maxAddTrackBytes  = 4096
+	maxSimulcastCodec = 4
+)
+
+// checkAddTrack refuses an AddTrackRequest beyond those bounds: more than
+// maxLayers layers (LiveKit simulcast has q, h and f), more codecs than a
+// client backs up to, or too many bytes overall.
+func checkAddTrack(req *livekit.AddTrackRequest) error {
+	if n := proto.Size(req); n > maxAddTrackBytes {
+		return fmt.Errorf("add track request of %d bytes exceeds %d", n, maxAddTrackBytes)
+	}
+	if len(req.GetLayers()) > media.MaxLayers || len(req.GetSimulcastCodecs()) > maxSimulcastCodec {
+		return errors.New("add track request has too many layers or codecs")
+	}
+	for _, sc := range req.GetSimulcastCodecs() {
+		if len(sc.GetLayers()) > media.MaxLayers {
+			return errors.New("add track request has too many layers")
+		}
+	}
+	return nil
+}
 
 // onTrack matches a remote track (or one more simulcast layer of one)
 // to its AddTrackRequest and starts forwarding it.
@@ -361,6 +456,20 @@ func (p *Participant) handleMute(m *livekit.MuteTrackRequest) {
 	if changed {
 		p.room.broadcastParticipant(p)
 	}
+}
+
+// iceUfrag is the ICE username fragment of sd (RFC 8839 5.4): at session
+// level or in the first media section that has one.
+func iceUfrag(sd *sdp.SessionDescription) string {
+	if v, ok := sd.Attribute("ice-ufrag"); ok {
+		return v
+	}
+	for _, m := range sd.MediaDescriptions {
+		if v, ok := m.Attribute("ice-ufrag"); ok {
+			return v
+		}
+	}
+	return ""
 }
 
 func removeString(s []string, v string) []string {

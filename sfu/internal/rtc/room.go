@@ -2,6 +2,7 @@ package rtc
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"math"
 	"sort"
@@ -118,14 +119,21 @@ func enabledCodecs() []*livekit.Codec {
 	}
 }
 
+// errRoomFull and errServerFull refuse a join over Config.MaxParticipants
+// or Config.MaxTotalParticipants.
+var (
+	errRoomFull   = errors.New("rtc: room is full")
+	errServerFull = errors.New("rtc: server is full")
+)
+
 // join adds p. It returns false if the room is closing (the caller
-// retries with a new room).
-func (r *Room) join(p *Participant) (others []*Participant, ok bool) {
+// retries with a new room), an error if a participant limit refuses p.
+func (r *Room) join(p *Participant) (others []*Participant, ok bool, err error) {
 	for {
 		r.mu.Lock()
 		if r.closed {
 			r.mu.Unlock()
-			return nil, false
+			return nil, false, nil
 		}
 		old := r.byIdentity[p.identity]
 		if old == nil {
@@ -136,6 +144,15 @@ func (r *Room) join(p *Participant) (others []*Participant, ok bool) {
 		// replaces the first; others see it leave before the new one
 		// arrives.
 		r.leave(old, livekit.DisconnectReason_DUPLICATE_IDENTITY, true)
+	}
+	if len(r.participants) >= r.mgr.cfg.MaxParticipants {
+		r.mu.Unlock()
+		return nil, false, errRoomFull
+	}
+	if r.mgr.participants.Add(1) > int64(r.mgr.cfg.MaxTotalParticipants) {
+		r.mgr.participants.Add(-1)
+		r.mu.Unlock()
+		return nil, false, errServerFull
 	}
 	for _, o := range r.participants {
 		others = append(others, o)
@@ -149,7 +166,7 @@ func (r *Room) join(p *Participant) (others []*Participant, ok bool) {
 	}
 	r.mu.Unlock()
 	sort.Slice(others, func(i, j int) bool { return others[i].joinedAt.Before(others[j].joinedAt) })
-	return others, true
+	return others, true, nil
 }
 
 // leave removes p and tells the others. sendLeave sends the client a
@@ -171,6 +188,7 @@ func (r *Room) leaveWith(p *Participant, reason livekit.DisconnectReason, msg *l
 		return
 	}
 	delete(r.participants, p.sid)
+	r.mgr.participants.Add(-1)
 	if r.byIdentity[p.identity] == p {
 		delete(r.byIdentity, p.identity)
 	}
@@ -198,7 +216,9 @@ func (r *Room) leaveWith(p *Participant, reason livekit.DisconnectReason, msg *l
 		for _, sid := range sids {
 			o.unsubscribe(sid)
 		}
-		o.send(upd)
+		if !p.hidden() {
+			o.send(upd)
+		}
 	}
 	r.log.Info("participant left", "identity", p.identity, "sid", p.sid, "reason", reason.String())
 }
@@ -237,12 +257,18 @@ func (r *Room) track(sid string) *PublishedTrack {
 }
 
 // broadcastParticipant sends p's new state to everyone (p included: the
-// SDKs update the local participant from it too).
+// SDKs update the local participant from it too). A hidden participant's
+// state goes to itself alone: the hidden grant keeps it out of everyone
+// else's view, as livekit-server's broadcastParticipantState does.
 func (r *Room) broadcastParticipant(p *Participant) {
 	info := p.info(true)
 	upd := &livekit.SignalResponse{Message: &livekit.SignalResponse_Update{Update: &livekit.ParticipantUpdate{
 		Participants: []*livekit.ParticipantInfo{info},
 	}}}
+	if p.hidden() {
+		p.send(upd)
+		return
+	}
 	for _, o := range r.list() {
 		o.send(upd)
 	}
@@ -252,7 +278,9 @@ func (r *Room) broadcastParticipant(p *Participant) {
 func (r *Room) sendFullUpdate(p *Participant) {
 	var infos []*livekit.ParticipantInfo
 	for _, o := range r.list() {
-		infos = append(infos, o.info(false))
+		if o == p || !o.hidden() {
+			infos = append(infos, o.info(false))
+		}
 	}
 	p.send(&livekit.SignalResponse{Message: &livekit.SignalResponse_Update{Update: &livekit.ParticipantUpdate{Participants: infos}}})
 }
@@ -262,6 +290,9 @@ func (r *Room) sendFullUpdate(p *Participant) {
 func (r *Room) trackPublished(p *Participant, t *PublishedTrack) {
 	r.log.Info("track published", "identity", p.identity, "track", t.sid, "kind", t.kind.String())
 	r.broadcastParticipant(p)
+	if p.hidden() {
+		return // nobody knows of the track to receive it
+	}
 	for _, o := range r.list() {
 		o.mu.Lock()
 		auto := o.autoSubscribe && o.claims.CanSubscribe
@@ -294,7 +325,7 @@ func (r *Room) trackUnpublished(p *Participant, t *PublishedTrack) {
 }
 
 // loop sends active speakers (~300 ms), connection quality (5 s) and
-// saves the world periodically.
+// fresh tokens (5 min), and saves the world periodically.
 func (r *Room) loop() {
 	defer close(r.loopDone)
 	speak := time.NewTicker(300 * time.Millisecond)
@@ -303,6 +334,8 @@ func (r *Room) loop() {
 	defer quality.Stop()
 	save := time.NewTicker(r.mgr.cfg.SaveInterval)
 	defer save.Stop()
+	refresh := time.NewTicker(r.mgr.cfg.RefreshInterval)
+	defer refresh.Stop()
 	for {
 		select {
 		case <-r.stop:
@@ -313,7 +346,28 @@ func (r *Room) loop() {
 			r.updateQuality()
 		case <-save.C:
 			r.saveWorld()
+		case <-refresh.C:
+			r.refreshTokens()
 		}
+	}
+}
+
+// refreshTokens sends every participant a fresh access token
+// (RefreshToken): the SDKs resume with the newest token they hold, and
+// the one they joined with may expire during a long call (the token
+// service's last an hour).
+func (r *Room) refreshTokens() {
+	f := r.mgr.cfg.Refresh
+	if f == nil {
+		return
+	}
+	for _, p := range r.list() {
+		tok, err := f(&p.claims)
+		if err != nil {
+			p.log.Warn("refreshing the access token failed", "err", err)
+			continue
+		}
+		p.send(&livekit.SignalResponse{Message: &livekit.SignalResponse_RefreshToken{RefreshToken: tok}})
 	}
 }
 
@@ -323,6 +377,9 @@ func (r *Room) updateSpeakers() {
 	ps := r.list()
 	cur := map[string]float32{}
 	for _, p := range ps {
+		if p.hidden() {
+			continue
+		}
 		var best float32
 		for _, t := range p.publishedTracks() {
 			if t.kind != livekit.TrackType_AUDIO {
@@ -367,6 +424,9 @@ func (r *Room) updateQuality() {
 	ps := r.list()
 	var infos []*livekit.ConnectionQualityInfo
 	for _, p := range ps {
+		if p.hidden() {
+			continue
+		}
 		q, score := p.connectionQuality()
 		infos = append(infos, &livekit.ConnectionQualityInfo{ParticipantSid: p.sid, Quality: q, Score: score})
 	}

@@ -82,6 +82,15 @@ func (d *dataSender) Buffered(kind data.Kind) uint64 {
 	return d.ch(kind).BufferedAmount()
 }
 
+// OnDrained implements data.DrainNotifier: pion calls fn when the
+// channel's buffered amount falls to threshold, so the data room's
+// writer resumes at once (pion keeps both until the channel opens).
+func (d *dataSender) OnDrained(kind data.Kind, threshold uint64, fn func()) {
+	dc := d.ch(kind)
+	dc.SetBufferedAmountLowThreshold(threshold)
+	dc.OnBufferedAmountLow(fn)
+}
+
 // opened flushes what waited for the reliable channel, in order: the
 // data room's writer keeps appending to pending until the flush finds it
 // empty and marks the channel open.
@@ -250,7 +259,7 @@ func (p *Participant) handleSubscription(u *livekit.UpdateSubscription) {
 			continue
 		}
 		t := p.room.track(sid)
-		if t == nil {
+		if t == nil || (t.owner.hidden() && t.owner != p) {
 			p.sendRequestError(livekit.RequestResponse_NOT_FOUND, "unknown track "+sid, nil)
 			continue
 		}

@@ -4,9 +4,12 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
+	"time"
 
 	"github.com/livekit/protocol/auth"
+	"github.com/livekit/protocol/livekit"
 )
 
 // Claims is what a verified access token grants.
@@ -22,6 +25,32 @@ type Claims struct {
 	CanSubscribe   bool
 	CanPublishData bool
 	Hidden         bool
+	// CanCreateRoom is the roomCreate grant: whether joining may start a
+	// room that is not live yet (see sfu.Config.RequireRoomCreate).
+	CanCreateRoom bool
+	// CanUpdateOwnMetadata is needed to set attributes in the /rtc
+	// query, as livekit-server requires (rtcservice validateInternal).
+	CanUpdateOwnMetadata bool
+	// Sources are the track sources the participant may publish, as
+	// the token names them (canPublishSources: "camera", "microphone",
+	// "screen_share", "screen_share_audio"); empty allows every source.
+	Sources []string
+
+	// video is the verified grant itself, which Refresh signs again.
+	video *auth.VideoGrant
+}
+
+// CanPublishSource reports whether a track of source may be published:
+// the publish grant, and source among Sources when the token lists any
+// (livekit/protocol auth VideoGrant.GetCanPublishSource).
+func (c *Claims) CanPublishSource(source livekit.TrackSource) bool {
+	if !c.CanPublish {
+		return false
+	}
+	if len(c.Sources) == 0 {
+		return true
+	}
+	return slices.Contains(c.Sources, strings.ToLower(source.String()))
 }
 
 // ErrUnauthorized is returned (wrapped) for every token problem; the
@@ -80,5 +109,34 @@ func Verify(raw, apiKey, apiSecret string) (*Claims, error) {
 		CanSubscribe:   vg.GetCanSubscribe(),
 		CanPublishData: vg.GetCanPublishData(),
 		Hidden:         vg.Hidden,
+		CanCreateRoom:  vg.RoomCreate,
+
+		CanUpdateOwnMetadata: vg.GetCanUpdateOwnMetadata(),
+		Sources:              slices.Clone(vg.CanPublishSources),
+		video:                vg.Clone(),
 	}, nil
+}
+
+// Refresh returns a token with c's grants, valid for ttl. livekit-server
+// sends every participant such a token every few minutes (RefreshToken;
+// roommanager.go refreshToken) and the SDKs resume and reconnect with
+// the newest one they got, so a client whose first token expired during
+// a long call can still resume.
+func Refresh(c *Claims, apiKey, apiSecret string, ttl time.Duration) (string, error) {
+	vg := c.video.Clone()
+	if vg == nil {
+		canPublish, canSubscribe, canData, canMeta := c.CanPublish, c.CanSubscribe, c.CanPublishData, c.CanUpdateOwnMetadata
+		vg = &auth.VideoGrant{
+			RoomJoin: true, Room: c.Room, RoomCreate: c.CanCreateRoom, Hidden: c.Hidden,
+			CanPublish: &canPublish, CanSubscribe: &canSubscribe, CanPublishData: &canData,
+			CanUpdateOwnMetadata: &canMeta, CanPublishSources: slices.Clone(c.Sources),
+		}
+	}
+	jwt, err := auth.NewAccessToken(apiKey, apiSecret).
+		SetIdentity(c.Identity).SetName(c.Name).SetMetadata(c.Metadata).SetAttributes(c.Attributes).
+		SetVideoGrant(vg).SetValidFor(ttl).ToJWT()
+	if err != nil {
+		return "", fmt.Errorf("signal: refresh token: %w", err)
+	}
+	return jwt, nil
 }

@@ -20,6 +20,11 @@ type ConnConfig struct {
 	// QueueLen bounds the frames waiting for the writer; a client that
 	// lets more pile up is closed (default 512).
 	QueueLen int
+	// QueueBytes bounds the bytes of those frames (default 16 MiB): a
+	// frame count alone lets a few large messages (participant updates
+	// of a busy room) hold unbounded memory for a client that does not
+	// read.
+	QueueBytes int
 	// PingInterval is how often the writer sends a WebSocket ping
 	// (default 10s); PingTimeout how long the reader waits for any frame
 	// or pong (default 20s).
@@ -31,6 +36,9 @@ type ConnConfig struct {
 func (c *ConnConfig) defaults() {
 	if c.QueueLen <= 0 {
 		c.QueueLen = 512
+	}
+	if c.QueueBytes <= 0 {
+		c.QueueBytes = 16 << 20
 	}
 	if c.PingInterval <= 0 {
 		c.PingInterval = 10 * time.Second
@@ -55,8 +63,9 @@ type Conn struct {
 	writerDone chan struct{}
 
 	mu sync.Mutex // guards the fields below
-	// queue holds encoded frames not yet written.
-	queue [][]byte
+	// queue holds encoded frames not yet written, queued their bytes.
+	queue  [][]byte
+	queued int
 	// closing is set once; final is the last frame before the close
 	// frame, or nil.
 	closing bool
@@ -97,13 +106,14 @@ func (c *Conn) Send(msg *livekit.SignalResponse) error {
 		c.mu.Unlock()
 		return ErrClosed
 	}
-	if len(c.queue) >= c.cfg.QueueLen {
+	if len(c.queue) >= c.cfg.QueueLen || c.queued+len(b) > c.cfg.QueueBytes {
 		c.mu.Unlock()
 		c.log.Info("closing a slow signalling client")
 		c.Close(nil)
 		return ErrClosed
 	}
 	c.queue = append(c.queue, b)
+	c.queued += len(b)
 	c.mu.Unlock()
 	c.poke()
 	return nil
@@ -158,7 +168,7 @@ func (c *Conn) writer() {
 		}
 		c.mu.Lock()
 		frames, closing, final, text := c.queue, c.closing, c.final, c.text
-		c.queue = nil
+		c.queue, c.queued = nil, 0
 		c.mu.Unlock()
 		mt := websocket.BinaryMessage
 		if text {

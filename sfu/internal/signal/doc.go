@@ -20,6 +20,11 @@
 // dropped (LiveKit's Go SDK sends no application pings, browsers' SDKs
 // do, and both answer WebSocket pings).
 //
+// Query attributes need the canUpdateOwnMetadata grant, as in
+// livekit-server. The writer's queue is bounded in frames and in bytes.
+// A Joiner that implements Checker refuses a connection with an HTTP
+// status before the upgrade (404 for a room the token may not create).
+//
 // A malformed frame is answered with a RequestResponse (INVALID_REQUEST)
 // to that client alone; a client that keeps sending them is closed.
 package signal

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -79,6 +80,24 @@ type Joiner interface {
 	Join(c *Conn, claims *Claims, p Params) (Session, error)
 }
 
+// Checker is implemented by a Joiner that can refuse a connection before
+// the WebSocket upgrade, so that the client (and /rtc/validate, which
+// SDKs ask after a failed connect) gets an HTTP status: livekit-server
+// answers 404 for a room it may not create and 503 when full
+// (rtcservice.go validateInternal). Join still decides: the answer may
+// change before it runs.
+type Checker interface {
+	Check(claims *Claims, p Params) error
+}
+
+// RefusedError is a Checker's refusal: the HTTP status and the reason.
+type RefusedError struct {
+	Status int
+	Reason string
+}
+
+func (e *RefusedError) Error() string { return e.Reason }
+
 // JoinError carries a leave to send when Join refuses.
 type JoinError struct {
 	Leave *livekit.LeaveRequest
@@ -136,27 +155,63 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // serveValidate answers as livekit-server's /rtc/validate: 200 "success",
 // or 401 with the reason for a bad token, 400 for bad parameters.
 func (h *Handler) serveValidate(w http.ResponseWriter, r *http.Request) {
-	if _, err := Verify(TokenFromRequest(r), h.apiKey, h.apiSecret); err != nil {
-		unauthorized(w, err)
-		return
-	}
-	if _, err := ParseParams(r.URL.Query()); err != nil {
-		http.Error(w, err.Error(), http.StatusBadRequest)
+	if _, _, ok := h.check(w, r); !ok {
 		return
 	}
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	_, _ = w.Write([]byte("success"))
 }
 
-func (h *Handler) serveRTC(w http.ResponseWriter, r *http.Request) {
+// check verifies the token and the query of an /rtc request; on failure
+// it has answered (401 or 400) and ok is false. Attributes in the query
+// need the canUpdateOwnMetadata grant and are merged into the token's,
+// an empty value never removing one, as livekit-server does
+// (rtcservice.go validateInternal): without the grant a client could
+// give itself attributes the token service never vouched for.
+func (h *Handler) check(w http.ResponseWriter, r *http.Request) (*Claims, Params, bool) {
 	claims, err := Verify(TokenFromRequest(r), h.apiKey, h.apiSecret)
 	if err != nil {
 		unauthorized(w, err)
-		return
+		return nil, Params{}, false
 	}
 	params, err := ParseParams(r.URL.Query())
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusBadRequest)
+		return nil, Params{}, false
+	}
+	if len(params.Attributes) > 0 {
+		if !claims.CanUpdateOwnMetadata {
+			unauthorized(w, fmt.Errorf("%w: permissions denied: attributes need canUpdateOwnMetadata", ErrUnauthorized))
+			return nil, Params{}, false
+		}
+		merged := maps.Clone(claims.Attributes)
+		if merged == nil {
+			merged = map[string]string{}
+		}
+		for k, v := range params.Attributes {
+			if v != "" {
+				merged[k] = v
+			}
+		}
+		claims.Attributes = merged
+	}
+	if c, ok := h.joiner.(Checker); ok {
+		if err := c.Check(claims, params); err != nil {
+			status := http.StatusForbidden
+			var re *RefusedError
+			if errors.As(err, &re) {
+				status = re.Status
+			}
+			http.Error(w, err.Error(), status)
+			return nil, Params{}, false
+		}
+	}
+	return claims, params, true
+}
+
+func (h *Handler) serveRTC(w http.ResponseWriter, r *http.Request) {
+	claims, params, ok := h.check(w, r)
+	if !ok {
 		return
 	}
 	ws, err := h.upgrader.Upgrade(w, r, nil)
