@@ -5,6 +5,9 @@ import (
 	"crypto/ed25519"
 	"testing"
 
+	"github.com/rs/zerolog"
+	"maunium.net/go/mautrix"
+
 	"github.com/plexus-chat/plexus/internal/server"
 	"github.com/plexus-chat/plexus/internal/storage"
 	"github.com/plexus-chat/plexus/internal/storage/storagetest"
@@ -22,6 +25,18 @@ type testServer struct {
 }
 
 func startServer(t testing.TB, backend string, mutate ...func(*signalling.Config)) *testServer {
+	t.Helper()
+	return startServerWith(t, backend, func(cfg *signalling.Config, _ *signalling.Deps) {
+		for _, m := range mutate {
+			m(cfg)
+		}
+	})
+}
+
+// startServerWith is startServer with set adjusting both the
+// configuration and the collaborators (a clock, status sources, an
+// OpenID verifier) before signalling is built.
+func startServerWith(t testing.TB, backend string, set func(*signalling.Config, *signalling.Deps)) *testServer {
 	t.Helper()
 	ctx := context.Background()
 	dsn, dir := storagetest.Fresh(t, backend)
@@ -57,10 +72,9 @@ func startServer(t testing.TB, backend string, mutate ...func(*signalling.Config
 			URIs:   []string{"turn:127.0.0.1:3478?transport=udp"},
 		},
 	}
-	for _, m := range mutate {
-		m(&cfg)
-	}
-	sig, err := signalling.New(cfg, signalling.Deps{DB: db, Rooms: roomSvc, Feed: feed})
+	deps := signalling.Deps{DB: db, Rooms: roomSvc, Feed: feed}
+	set(&cfg, &deps)
+	sig, err := signalling.New(cfg, deps)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -79,4 +93,22 @@ func startServer(t testing.TB, backend string, mutate ...func(*signalling.Config
 	}
 	t.Cleanup(func() { srv.Close() })
 	return &testServer{URL: "http://" + srv.Addr().String(), Name: name, Sig: sig, DB: db}
+}
+
+// register makes an account through /register (m.login.dummy) and
+// returns a logged-in client.
+func register(t *testing.T, srv *testServer, name string) *mautrix.Client {
+	t.Helper()
+	ctx := context.Background()
+	c, err := mautrix.NewClient(srv.URL, "", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Log = zerolog.Nop()
+	resp, err := c.RegisterDummy(ctx, &mautrix.ReqRegister[any]{Username: name, Password: "correct horse " + name, InitialDeviceDisplayName: name + "'s test"})
+	if err != nil {
+		t.Fatalf("register %s: %v", name, err)
+	}
+	c.UserID, c.AccessToken, c.DeviceID = resp.UserID, resp.AccessToken, resp.DeviceID
+	return c
 }

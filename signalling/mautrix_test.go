@@ -16,7 +16,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/rs/zerolog"
 	"maunium.net/go/mautrix"
 	"maunium.net/go/mautrix/crypto"
 	"maunium.net/go/mautrix/crypto/cryptohelper"
@@ -25,24 +24,6 @@ import (
 
 	"github.com/plexus-chat/plexus/internal/storage/storagetest"
 )
-
-// register makes an account through /register (m.login.dummy) and
-// returns a logged-in client.
-func register(t *testing.T, srv *testServer, name string) *mautrix.Client {
-	t.Helper()
-	ctx := context.Background()
-	c, err := mautrix.NewClient(srv.URL, "", "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	c.Log = zerolog.Nop()
-	resp, err := c.RegisterDummy(ctx, &mautrix.ReqRegister[any]{Username: name, Password: "correct horse " + name, InitialDeviceDisplayName: name + "'s test"})
-	if err != nil {
-		t.Fatalf("register %s: %v", name, err)
-	}
-	c.UserID, c.AccessToken, c.DeviceID = resp.UserID, resp.AccessToken, resp.DeviceID
-	return c
-}
 
 // syncUntil long-polls /sync from *since until cond holds for a response,
 // or fails after a deadline.

@@ -5,7 +5,6 @@ package signalling_test
 import (
 	"bytes"
 	"context"
-	"crypto/ed25519"
 	"encoding/json"
 	"errors"
 	"io"
@@ -20,10 +19,7 @@ import (
 	"maunium.net/go/mautrix"
 	"maunium.net/go/mautrix/event"
 
-	"github.com/plexus-chat/plexus/internal/server"
-	"github.com/plexus-chat/plexus/internal/storage"
 	"github.com/plexus-chat/plexus/internal/storage/storagetest"
-	"github.com/plexus-chat/plexus/rooms"
 	"github.com/plexus-chat/plexus/signalling"
 	"github.com/plexus-chat/plexus/signalling/internal/rtcauth"
 )
@@ -54,50 +50,10 @@ func (v stubVerifier) OpenIDUserInfo(_ context.Context, server, token string) (s
 // given clock and the given verifier of other servers' OpenID tokens.
 func startRTCServer(t *testing.T, backend string, clock *testClock, verifier signalling.OpenIDVerifier) *testServer {
 	t.Helper()
-	ctx := context.Background()
-	dsn, dir := storagetest.Fresh(t, backend)
-	if dir == "" {
-		dir = t.TempDir()
-	}
-	db, err := storage.Open(ctx, dsn, dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	const name = "hs1.test"
-	feed, err := signalling.NewFeed(ctx, signalling.FeedConfig{ServerName: name}, db, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { feed.Close() })
-	_, key, _ := ed25519.GenerateKey(nil)
-	roomSvc, err := rooms.New(rooms.Config{Signer: rooms.Signer{Server: name, KeyID: "ed25519:t", Key: key}},
-		rooms.Deps{Store: db, Listener: feed})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { roomSvc.Close() })
-	sig, err := signalling.New(signalling.Config{
-		ServerName: name, Registration: signalling.RegistrationOpen, DataDir: dir, CookieKey: make([]byte, 32),
-		RTC: signalling.RTCConfig{APIKey: rtcKey, APISecret: rtcSecret},
-	}, signalling.Deps{DB: db, Rooms: roomSvc, Feed: feed, Now: clock.now, OpenID: verifier})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { sig.Close() })
-	if err := sig.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	srv, err := server.New(server.Config{Listen: "127.0.0.1:0"}, server.Deps{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	sig.Register(srv)
-	if err := srv.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { srv.Close() })
-	return &testServer{URL: "http://" + srv.Addr().String(), Name: name, Sig: sig, DB: db}
+	return startServerWith(t, backend, func(cfg *signalling.Config, deps *signalling.Deps) {
+		cfg.RTC = signalling.RTCConfig{APIKey: rtcKey, APISecret: rtcSecret}
+		deps.Now, deps.OpenID = clock.now, verifier
+	})
 }
 
 // rtcAnswer is a token service answer.

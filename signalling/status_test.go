@@ -2,7 +2,6 @@ package signalling_test
 
 import (
 	"context"
-	"crypto/ed25519"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -13,10 +12,7 @@ import (
 	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
 
-	"github.com/plexus-chat/plexus/internal/server"
-	"github.com/plexus-chat/plexus/internal/storage"
 	"github.com/plexus-chat/plexus/internal/storage/storagetest"
-	"github.com/plexus-chat/plexus/rooms"
 	"github.com/plexus-chat/plexus/signalling"
 	"github.com/plexus-chat/plexus/signalling/internal/rtcauth"
 )
@@ -31,48 +27,9 @@ func (sfuStub) Status(context.Context) (any, error) {
 // startStatusServer is startServer with status sources.
 func startStatusServer(t *testing.T, backend string, sources map[string]signalling.StatusSource) *testServer {
 	t.Helper()
-	ctx := context.Background()
-	dsn, dir := storagetest.Fresh(t, backend)
-	if dir == "" {
-		dir = t.TempDir()
-	}
-	db, err := storage.Open(ctx, dsn, dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	const name = "hs1.test"
-	feed, err := signalling.NewFeed(ctx, signalling.FeedConfig{ServerName: name}, db, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { feed.Close() })
-	_, key, _ := ed25519.GenerateKey(nil)
-	roomSvc, err := rooms.New(rooms.Config{Signer: rooms.Signer{Server: name, KeyID: "ed25519:t", Key: key}},
-		rooms.Deps{Store: db, Listener: feed})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { roomSvc.Close() })
-	sig, err := signalling.New(signalling.Config{ServerName: name, Registration: signalling.RegistrationOpen, DataDir: dir, CookieKey: make([]byte, 32)},
-		signalling.Deps{DB: db, Rooms: roomSvc, Feed: feed, Status: sources})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { sig.Close() })
-	if err := sig.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	srv, err := server.New(server.Config{Listen: "127.0.0.1:0"}, server.Deps{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	sig.Register(srv)
-	if err := srv.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { srv.Close() })
-	return &testServer{URL: "http://" + srv.Addr().String(), Name: name, Sig: sig, DB: db}
+	return startServerWith(t, backend, func(_ *signalling.Config, deps *signalling.Deps) {
+		deps.Status = sources
+	})
 }
 
 // getAs GETs path with c's access token.
