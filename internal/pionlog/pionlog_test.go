@@ -88,3 +88,20 @@ func TestClosingIsDebug(t *testing.T) {
 		t.Errorf("%d debug lines, want the 2 closing ones:\n%s", n, debug.String())
 	}
 }
+
+func TestTrace(t *testing.T) {
+	for _, tc := range []struct {
+		level slog.Level
+		want  bool
+	}{{slog.LevelDebug, false}, {levelTrace, true}} {
+		var buf bytes.Buffer
+		log := slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: tc.level}))
+		l := (&Factory{Logger: log}).NewLogger("sctp")
+		l.Tracef("chunk %d", 7)
+		l.Trace("plain")
+		got := strings.Contains(buf.String(), "chunk 7") && strings.Contains(buf.String(), "plain")
+		if got != tc.want || (!tc.want && buf.Len() > 0) {
+			t.Errorf("at %v: trace lines logged=%v, want %v:\n%s", tc.level, got, tc.want, buf.String())
+		}
+	}
+}
