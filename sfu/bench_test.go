@@ -25,6 +25,7 @@ import (
 
 	lksdk "github.com/livekit/server-sdk-go/v2"
 
+	"github.com/plexus-chat/plexus/internal/latency"
 	"github.com/plexus-chat/plexus/sfu"
 	"github.com/plexus-chat/plexus/sfu/internal/sfutest"
 )
@@ -43,7 +44,9 @@ func benchWindow() time.Duration {
 
 // TestSFUServerProcess is the benchmarks' server process, not a test: it
 // runs an SFU on 127.0.0.1, prints "url <ws url>", serves until its
-// standard input closes, then prints "stats <Stats as Go syntax>".
+// standard input closes, then prints "stats <Stats as Go syntax>". Each
+// line "relay" on its standard input prints "relay <p50 ns> <p99 ns>
+// <count>": the world relay latency since the previous "relay" line.
 func TestSFUServerProcess(t *testing.T) {
 	if os.Getenv(serverEnv) == "" {
 		t.Skip("the SFU benchmarks' server process")
@@ -56,7 +59,16 @@ func TestSFUServerProcess(t *testing.T) {
 	}
 	h := newHarness(t, sfu.Config{}, sfu.Deps{Logger: log})
 	fmt.Println("url", h.url)
-	_, _ = io.Copy(io.Discard, os.Stdin)
+	var mark latency.Dist
+	in := bufio.NewScanner(os.Stdin)
+	for in.Scan() {
+		if in.Text() == "relay" {
+			now := h.srv.Stats().WorldRelay
+			d := now.Since(&mark)
+			mark = now
+			fmt.Println("relay", int64(d.Quantile(0.5)), int64(d.Quantile(0.99)), d.Count())
+		}
+	}
 	fmt.Printf("stats %+v\n", h.srv.Stats())
 }
 
@@ -100,6 +112,24 @@ func startServer(b *testing.B) *serverProcess {
 	}
 	b.Fatalf("server process ended before serving: %v", cmd.Wait())
 	return nil
+}
+
+// relayLatency returns the server's world relay latency p50 and p99
+// since the previous call, and the number of changes they cover.
+func (s *serverProcess) relayLatency(b *testing.B) (p50, p99 time.Duration, n uint64) {
+	if _, err := io.WriteString(s.stdin, "relay\n"); err != nil {
+		b.Fatal(err)
+	}
+	for s.out.Scan() {
+		if v, ok := strings.CutPrefix(s.out.Text(), "relay "); ok {
+			if _, err := fmt.Sscan(v, &p50, &p99, &n); err != nil {
+				b.Fatalf("relay line %q: %v", v, err)
+			}
+			return p50, p99, n
+		}
+	}
+	b.Fatalf("server process ended: %v", s.out.Err())
+	return
 }
 
 // cpu is the server's CPU time so far.
@@ -432,11 +462,13 @@ func BenchmarkWorldState50(b *testing.B) {
 	b.ResetTimer()
 	measure.Store(true)
 	self0, _ := sfutest.ProcessCPU(os.Getpid())
+	srv.relayLatency(b) // from here
 	cpu0, sent0, recv0, t0 := srv.cpu(b), sent.Load(), received.Load(), time.Now()
 	deltas0 := deltas.Load()
 	timer := time.NewTimer(benchWindow())
 	<-timer.C
 	cpu1, sent1, recv1, t1 := srv.cpu(b), sent.Load(), received.Load(), time.Now()
+	relay50, relay99, relayN := srv.relayLatency(b)
 	deltas1 := deltas.Load()
 	self1, _ := sfutest.ProcessCPU(os.Getpid())
 	measure.Store(false)
@@ -466,5 +498,9 @@ func BenchmarkWorldState50(b *testing.B) {
 	}
 	b.ReportMetric(ms(sfutest.Percentile(samples, 50)), "p50_ms")
 	b.ReportMetric(ms(sfutest.Percentile(samples, 99)), "p99_ms")
+	// In the server alone: arrival to the write of the delta.
+	b.ReportMetric(ms(relay50), "relay_p50_ms")
+	b.ReportMetric(ms(relay99), "relay_p99_ms")
+	b.Logf("server relay latency over %d changes: p50 %v p99 %v (end to end %d samples)", relayN, relay50, relay99, len(samples))
 	srv.stop(b)
 }

@@ -3,6 +3,8 @@ package data
 import (
 	"errors"
 	"time"
+
+	"github.com/plexus-chat/plexus/internal/latency"
 )
 
 // Kind is the data channel a message travels on.
@@ -66,6 +68,11 @@ type Config struct {
 	// queue overflows: reliable delivery to it is broken and the core
 	// may disconnect it. It may call Leave.
 	OnReliableOverflow func(sid string)
+	// RelayLatency, if set, records for every world change written to a
+	// recipient the time from its packet's arrival in Receive to the
+	// return of the SendData that wrote the delta carrying it: the time
+	// the change spent in the relay, queueing and merging included.
+	RelayLatency *latency.Histogram
 }
 
 // Errors returned by Receive and LoadWorld; each concerns the sending

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"slices"
 	"strconv"
+	"time"
 
 	"github.com/livekit/protocol/livekit"
 	"google.golang.org/protobuf/proto"
@@ -19,7 +20,15 @@ type change struct {
 	ts      int64
 	by      string
 	deleted bool
+	at      time.Duration // arrival, on the monotonic clock (mono)
 }
+
+// epoch anchors mono.
+var epoch = time.Now()
+
+// mono is the monotonic time since epoch: cheap, and immune to wall
+// clock steps, for measuring the time a change spends in the relay.
+func mono() time.Duration { return time.Since(epoch) }
 
 // newer reports whether c replaces cur: the rule of state.wins (doc.go,
 // "World messages"), so a pending delta ends with what the room's state

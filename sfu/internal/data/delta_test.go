@@ -12,6 +12,8 @@ import (
 
 	"github.com/livekit/protocol/livekit"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/plexus-chat/plexus/internal/latency"
 )
 
 func TestPendingPut(t *testing.T) {
@@ -343,5 +345,39 @@ func TestDrainNotifier(t *testing.T) {
 	waitFor(t, "the delta after the drain", func() bool { return len(n.deltas(t)) == 1 }, n.fakeSender)
 	if d := n.deltas(t); d[0] != `{"entries":{"pose":{"by":"a","ts":2,"value":1}},"v":1}` {
 		t.Errorf("delta %s", d[0])
+	}
+}
+
+// TestRelayLatency: every world change written is timed from its arrival
+// to the write of its delta, the time it waited for a slow channel
+// included; changes merged away are not.
+func TestRelayLatency(t *testing.T) {
+	var h latency.Histogram
+	r := newTestRoom(t, Config{Tick: time.Hour, LossySlowBytes: 1000, RelayLatency: &h}, "a")
+	n := &notifySender{fakeSender: newFake()}
+	n.buffered[Lossy].Store(2000)
+	r.fakes["b"] = n.fakeSender
+	r.Join("Pb", "b", n)
+	start := time.Now()
+	for _, w := range []string{`{"ts":1,"set":{"x":1}}`, `{"ts":2,"set":{"x":2,"y":1}}`} {
+		if err := r.Receive("Pa", Lossy, userPkt(t, "plexus.world", w), true); err != nil {
+			t.Fatal(err)
+		}
+		// The writer finds the channel slow and waits for the drain.
+		waitFor(t, "the writer to look", func() bool { return n.polled.Load() > 0 })
+	}
+	arrived := time.Now() // both changes written arrived before this
+	held := time.Since(arrived) // both waited at least this long
+	n.drain(Lossy)
+	waitFor(t, "the delta after the drain", func() bool { return len(n.deltas(t)) == 1 }, n.fakeSender)
+	total := time.Since(start)
+	d := h.Snapshot()
+	if d.Count() != 2 {
+		t.Fatalf("%d changes timed, want 2 (x's first value was merged away)", d.Count())
+	}
+	// Quantiles are bucket upper bounds: never below the true value, at
+	// most a sixteenth above it.
+	if lo, hi := d.Quantile(0.01), d.Quantile(1); lo < held || hi > total+total/16 {
+		t.Errorf("latencies %v..%v, want at least %v (held) and at most %v", lo, hi, held, total)
 	}
 }

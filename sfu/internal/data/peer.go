@@ -168,7 +168,7 @@ func (p *peer) enqueue(kind Kind, m *outMsg) {
 // stalled while a sender churns through ever new keys reaches
 // Room.maxPending and then loses changes as from a full queue: a lossy
 // one is dropped, a reliable one reports the recipient as hopeless.
-func (p *peer) enqueueWorld(kind Kind, m *worldMsg, by string) {
+func (p *peer) enqueueWorld(kind Kind, m *worldMsg, by string, at time.Duration) {
 	var coalesced, overflow uint64
 	put := func(k string, c change) {
 		if _, ok := p.world[kind][k]; !ok && len(p.world[kind]) >= p.room.maxPending {
@@ -194,10 +194,10 @@ func (p *peer) enqueueWorld(kind Kind, m *worldMsg, by string) {
 		return
 	}
 	for k, v := range m.set {
-		put(k, change{value: v, ts: m.tsFor(k), by: by})
+		put(k, change{value: v, ts: m.tsFor(k), by: by, at: at})
 	}
 	for _, k := range m.del {
-		put(k, change{ts: m.tsFor(k), by: by, deleted: true})
+		put(k, change{ts: m.tsFor(k), by: by, deleted: true, at: at})
 	}
 	first := false
 	if overflow > 0 && kind == Reliable {

@@ -395,6 +395,7 @@ func (r *Room) relay(from *peer, kind Kind, dp *livekit.DataPacket, now time.Tim
 		case r.snapTopic, r.deltaTopic:
 			return fmt.Errorf("%w: topic %q is the server's", ErrNotAllowed, topic)
 		case r.cfg.WorldTopic:
+			at := mono()
 			w, err := r.applyWorld(from, u.Payload, now)
 			if err != nil || w == nil {
 				return err
@@ -407,7 +408,7 @@ func (r *Room) relay(from *peer, kind Kind, dp *livekit.DataPacket, now time.Tim
 			// snapshot or here (or both, which LWW makes harmless).
 			for _, p := range r.peers.Load().list {
 				if p != from {
-					p.enqueueWorld(kind, w, from.identity)
+					p.enqueueWorld(kind, w, from.identity, at)
 				}
 			}
 			return nil

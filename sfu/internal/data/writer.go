@@ -216,6 +216,13 @@ func (p *peer) sendWorld(kind Kind) (retry bool) {
 		p.room.warn("encoding world delta", "sid", p.sid, "err", err)
 	}
 
+	if h := p.room.cfg.RelayLatency; h != nil && err == nil && !closed {
+		now := mono()
+		for _, c := range batch {
+			h.Record(now - c.at)
+		}
+	}
+
 	p.mu.Lock()
 	if closed {
 		// The channel is not open yet: keep the changes for the next

@@ -13,6 +13,7 @@ import (
 
 	"github.com/livekit/protocol/livekit"
 
+	"github.com/plexus-chat/plexus/internal/latency"
 	"github.com/plexus-chat/plexus/internal/pionlog"
 	"github.com/plexus-chat/plexus/sfu/internal/data"
 	"github.com/plexus-chat/plexus/sfu/internal/media"
@@ -68,6 +69,9 @@ type Manager struct {
 	// participants counts the participants of every room (Room.join and
 	// Room.leaveWith keep it, under the room's lock).
 	participants atomic.Int64
+	// worldRelay is every room's data.Config.RelayLatency unless the
+	// configuration names another.
+	worldRelay latency.Histogram
 	// wg counts room loops and track watchers.
 	wg sync.WaitGroup
 
@@ -481,6 +485,9 @@ type Stats struct {
 	// DataRelayed counts data messages written to recipients;
 	// DataRefused packets refused from senders.
 	DataRelayed, DataRefused uint64
+	// WorldRelay is the time world changes spent in the relay, from
+	// arrival to the write of the delta carrying them (since start).
+	WorldRelay latency.Dist
 }
 
 // Stats sums the counters over live rooms.
@@ -491,7 +498,7 @@ func (m *Manager) Stats() Stats {
 		rooms = append(rooms, r)
 	}
 	m.mu.Unlock()
-	s := Stats{Rooms: len(rooms), DataRefused: m.dataErrors.Load()}
+	s := Stats{Rooms: len(rooms), DataRefused: m.dataErrors.Load(), WorldRelay: m.worldRelay.Snapshot()}
 	for _, r := range rooms {
 		s.DataRelayed += r.data.Stats().Relayed
 		for _, p := range r.list() {

@@ -56,6 +56,9 @@ func newRoom(m *Manager, name string) *Room {
 		speakers:     map[string]float32{},
 	}
 	dc := m.cfg.Data
+	if dc.RelayLatency == nil {
+		dc.RelayLatency = &m.worldRelay
+	}
 	r.data = data.NewRoom(dc, r.log)
 	return r
 }
