@@ -14,11 +14,14 @@
 //   .room   the livekit-client Room while joined, else null
 //   join({audio, video}), leave(), publishData(topic, bytes, {reliable}),
 //   setMicEnabled(on), setCameraEnabled(on), micEnabled, cameraEnabled
+//   .world  the call's shared world (scene/tracker.js), fed from the
+//           moment a connection starts, whether or not the scene is open
 // and emits 'state' (state), 'participants' (), 'data' ({topic, payload,
 // identity}), 'speakers' (identities), 'error' (err).
 
 import { Room, RoomEvent, VideoPresets, Track } from 'livekit-client';
 import { Emitter } from '../dom.js';
+import { WorldTracker } from '../scene/tracker.js';
 
 export const MEMBER_TYPE = 'org.matrix.msc3401.call.member';
 
@@ -93,6 +96,7 @@ class RtcSession extends Emitter {
     this.heartbeat = null;
     this.stateKey = null;
     this.membership = null;
+    this.world = new WorldTracker();
   }
 
   setState(s) {
@@ -130,8 +134,12 @@ class RtcSession extends Emitter {
   }
 
   async connect() {
+    // A new call's world is the SFU's snapshot and what follows it, from
+    // the first packet on.
+    this.world.reset();
     this.setState('joining');
     const { api } = this.app;
+    let room = null;
     try {
       const who = await api.whoami();
       const focus = await api.rtcFocus();
@@ -152,7 +160,7 @@ class RtcSession extends Emitter {
       await api.sendState(this.roomId, MEMBER_TYPE, this.stateKey, this.membership);
       const openid = await api.openIdToken(who.user_id);
       const grant = await api.sfuToken(focus, { room: this.roomId, openid_token: openid, device_id: who.device_id });
-      const room = new Room({
+      room = new Room({
         adaptiveStream: true,
         dynacast: true,
         // The SFU speaks LiveKit's two-peer-connection protocol; skip the
@@ -171,6 +179,10 @@ class RtcSession extends Emitter {
       this.setState('joined');
       this.emit('participants');
     } catch (err) {
+      // A Room that failed to connect is not this.room yet, which
+      // cleanup disconnects: end it here, or a half-made connection
+      // could still deliver packets into the world after its reset.
+      if (room && this.room !== room) await room.disconnect(true).catch(() => {});
       await this.cleanup().catch(() => {});
       this.setState('idle');
       throw err;
@@ -225,7 +237,11 @@ class RtcSession extends Emitter {
       this.emit('speakers', this.speakers);
     });
     room.on(RoomEvent.DataReceived, (payload, participant, _kind, topic, _enc, identity) => {
-      this.emit('data', { topic: topic || '', payload, identity: participant?.identity ?? identity ?? '' });
+      const from = participant?.identity ?? identity ?? '';
+      // The world first, and during connect too (this.room is set only
+      // once connect returns): the SFU's snapshot comes at the join.
+      this.world.receive(topic || '', payload, from, room.localParticipant?.identity || null);
+      this.emit('data', { topic: topic || '', payload, identity: from });
     });
     room.on(RoomEvent.Disconnected, () => {
       // The SFU dropped us for good (the SDK's reconnects failed, or we
@@ -255,6 +271,9 @@ class RtcSession extends Emitter {
     const room = this.room;
     this.room = null;
     if (room) await room.disconnect(true).catch((err) => console.warn('livekit disconnect', err));
+    // The call's world ends with it (after the disconnect: no packet of
+    // it comes later).
+    this.world.reset();
     const { api } = this.app;
     if (this.membership) {
       this.membership = null;
@@ -338,6 +357,21 @@ export async function callStats() {
       }
       out[p.identity] = frames;
     }
+  }
+  return out;
+}
+
+/**
+ * callWorlds describes, per room with a session in this tab, the world
+ * its call keeps: {state, entries, attached, snapshots}. The browser
+ * tests read it as window.plexusDebug.callWorlds(), with the scene
+ * closed as well as open.
+ */
+export function callWorlds() {
+  const out = {};
+  for (const [roomId, s] of sessions) {
+    const w = s.world;
+    out[roomId] = { state: s.state, entries: w.world.entries.size, attached: w.attached, snapshots: w.snapshots };
   }
   return out;
 }

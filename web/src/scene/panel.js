@@ -7,12 +7,13 @@
 // and saves it into the Matrix room (org.plexus.world) for the next call.
 //
 // Opening the panel joins the call data-only when not in it already; the
-// call panel can add camera and microphone to the same session.
+// call panel can add camera and microphone to the same session. The world
+// is the session's (tracker.js): kept from the moment the call connects,
+// however it was joined; the panel attaches to it while open.
 
 import { h, localpart } from '../dom.js';
 import { rtcSession, identityUser } from '../rtc/session.js';
 import { TOPIC, Pacer, encodeMessage, compareIdentity, mm, metres } from './world.js';
-import { worldFor } from './tracker.js';
 import { SceneView, OBJECTS, clamp } from './view.js';
 import '../scene.css';
 
@@ -44,7 +45,7 @@ function spawnPoint(identity) {
 
 export function scenePanel(el, { room, app }) {
   const session = rtcSession(app, room.id);
-  const tracker = worldFor(session, room);
+  const tracker = session.world;
   const { world } = tracker;
   const pacer = new Pacer();
   const me = () => session.room?.localParticipant.identity || null;
@@ -239,22 +240,23 @@ export function scenePanel(el, { room, app }) {
     }
     const a = myAvatar();
     let [x, , z] = a.p.map(metres);
+    let left = Infinity; // metres to the target
     if (dx || dz) {
       target = null;
     } else if (target) {
       dx = target[0] - x;
       dz = target[1] - z;
-      if (Math.hypot(dx, dz) < SPEED * dt) {
-        [x, z] = target;
-        dx = 0;
-        dz = 0;
-        target = null;
-      }
+      left = Math.hypot(dx, dz);
+      if (left <= SPEED * dt) target = null; // there this frame
     }
     if (dx || dz) {
+      // The last step is the distance left, so the avatar stops on the
+      // target, not up to a frame's walk short of it (a slow frame rate
+      // makes that walk long).
       const len = Math.hypot(dx, dz);
-      x = clamp(x + (dx / len) * SPEED * dt);
-      z = clamp(z + (dz / len) * SPEED * dt);
+      const d = Math.min(SPEED * dt, left);
+      x = clamp(x + (dx / len) * d);
+      z = clamp(z + (dz / len) * d);
       // Yaw 0 faces -z; turn toward the walking direction, not at once.
       const want = Math.atan2(-dx, -dz);
       let yaw = a.yaw / 1000;
@@ -418,9 +420,15 @@ export function scenePanel(el, { room, app }) {
   }
 
   const offs = [
-    tracker.on('change', onChange),
+    tracker.attach(onChange),
     session.on('participants', () => { sweepAvatars(); drawAll(); }),
-    session.on('state', drawAll),
+    session.on('state', (s) => {
+      // Joined by the call panel while this one is open (its join was
+      // under way when the scene opened, or it joined again after a
+      // leave): show ourselves, as enter() does for a join of ours.
+      if (s === 'joined' && !joinedHere && !world.get(`avatar/${me()}`)) sendReliable(`avatar/${me()}`, myAvatar());
+      drawAll();
+    }),
   ];
 
   // The browser tests drive and read the scene through this hook.
@@ -439,7 +447,10 @@ export function scenePanel(el, { room, app }) {
     floorPoint: (x, z) => (view ? view.screenPoint([metres(x), 0, metres(z)]) : null),
     sentAt: (key) => tracker.sentAt.get(key) ?? null,
     changedAt: (key) => tracker.changedAt.get(key) ?? null,
+    /** snapshots counts the SFU's world snapshots received in this call (by the session, the scene open or not). */
     snapshots: () => tracker.snapshots,
+    /** attached is how many scene panels follow the session's world (1 while this one is open). */
+    attached: () => tracker.attached,
     received: () => ({ ...tracker.received }),
     /** sends lists this tab's world sends: [time (ms), reliable]. */
     sends: () => tracker.sends.map((x) => [...x]),

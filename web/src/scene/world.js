@@ -125,6 +125,17 @@ export class WorldState {
     return out.sort();
   }
 
+  /**
+   * clear forgets every entry, tombstones included (the call this world
+   * belonged to ended, or a new one starts), and returns the keys that
+   * had a live value.
+   */
+  clear() {
+    const gone = this.keys();
+    this.entries.clear();
+    return gone;
+  }
+
   /** apply merges one entry LWW and reports whether it won. */
   apply(key, e) {
     if (typeof key !== 'string' || !e || !Number.isSafeInteger(e.ts) || typeof e.by !== 'string') return false;

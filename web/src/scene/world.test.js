@@ -73,6 +73,22 @@ test('a snapshot keeps our own writes it does not know yet', () => {
   assert.equal(w.get('obj/2'), undefined);
 });
 
+test('clear forgets a call\'s world, tombstones and our own writes too', () => {
+  const w = new WorldState();
+  w.setLocal('avatar/me', { p: [1, 0, 1] }, 'me', 100);
+  w.apply('obj/1', { by: 'other', ts: 50, value: 1 });
+  w.apply('obj/2', { by: 'other', ts: 60, deleted: true });
+  assert.deepEqual(w.clear(), ['avatar/me', 'obj/1'], 'the keys that had values');
+  assert.equal(w.entries.size, 0);
+  // The next call's snapshot is all there is: a write of ours from the
+  // last call is not kept over it, and an old tombstone blocks nothing.
+  const changed = w.handle(SNAPSHOT_TOPIC, bytes({ v: 1, entries: { 'obj/2': { by: 'x', ts: 10, value: 2 } } }), '', 'me');
+  assert.deepEqual(changed, ['obj/2']);
+  assert.deepEqual(w.keys(), ['obj/2']);
+  assert.deepEqual(w.clear(), ['obj/2']);
+  assert.deepEqual(w.clear(), [], 'clearing an empty world');
+});
+
 test('the older relay form: the sender\'s message with per-key stamps', () => {
   const w = new WorldState();
   const changed = w.handle(TOPIC, bytes({ ts: 20, set: { a: 1, b: 2 }, del: ['c'], at: { b: 30 } }), '@s');
