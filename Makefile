@@ -22,8 +22,9 @@ export PLEXUS_REQUIRE_POSTGRES ?= 1
 # A cached pass proves nothing about this machine (PostgreSQL may be gone),
 # so CI always runs the tests.
 TESTFLAGS ?= -count=1
-# The web client's browser tests skip without Chromium on a developer's
-# machine; in CI (where .ci/chromium.sh installs it) they must run.
+# The web client's browser tests skip without Chromium or Firefox on a
+# developer's machine; in CI (where .ci/chromium.sh and .ci/firefox.sh
+# install them) they must run.
 export PLEXUS_REQUIRE_BROWSER ?= 1
 endif
 

@@ -15,10 +15,9 @@ func pair(t *testing.T, s *server, alice, bob *page) string {
 	t.Helper()
 	alice.register(s, "alice", "alice-password")
 	bob.register(s, "bob", "bob-password")
-	alice.do("create a room inviting bob",
-		chromedp.SendKeys(chromedp.ID("new-room-name"), "Tea"),
-		chromedp.SendKeys(chromedp.ID("new-room-invite"), "@bob:"+s.ServerName),
-		chromedp.Click(chromedp.ID("create-room")))
+	alice.typeInto("name the room", "#new-room-name", "Tea")
+	alice.typeInto("invite bob", "#new-room-invite", "@bob:"+s.ServerName)
+	alice.click("create the room", "#create-room")
 	alice.waitJS("the new room open", `document.getElementById('room-title')?.textContent === 'Tea'`, 20*time.Second)
 	roomID := eval[string](alice, `document.querySelector('.room.active .room-open')?.dataset.roomId || ''`)
 	if roomID == "" {
@@ -26,7 +25,7 @@ func pair(t *testing.T, s *server, alice, bob *page) string {
 	}
 	bob.waitJS("the invite", `!!document.querySelector('button[aria-label="Accept invite to Tea"]')`, 20*time.Second)
 	bob.shot("invited")
-	bob.do("accept the invite", chromedp.Click(chromedp.CSS(`button[aria-label="Accept invite to Tea"]`)))
+	bob.click("accept the invite", `button[aria-label="Accept invite to Tea"]`)
 	bob.waitJS("the room open", `document.getElementById('room-title')?.textContent === 'Tea'`, 20*time.Second)
 	alice.waitJS("bob joined", `[...document.querySelectorAll('.ev.notice')].some(e => e.textContent.includes('bob joined'))`, 20*time.Second)
 	return roomID

@@ -89,18 +89,6 @@ func voiceWAV(d time.Duration) []byte {
 	return b.Bytes()
 }
 
-// evalAsync evaluates a JavaScript expression that yields a promise.
-func evalAsync[T any](p *page, expr string) T {
-	p.t.Helper()
-	ctx, cancel := context.WithTimeout(p.ctx, 15*time.Second)
-	defer cancel()
-	v, err := chromedp.Run(ctx, chromedp.Evaluate[T](expr, chromedp.EvalAwaitPromise))
-	if err != nil {
-		p.t.Fatalf("%s: evaluating %s: %v", p.name, expr, err)
-	}
-	return v
-}
-
 // callStats is window.plexusDebug.callStats(): video frames decoded so
 // far per remote LiveKit identity, from the receivers' getStats.
 func callStats(p *page) map[string]int {

@@ -19,6 +19,8 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+
+	"github.com/plexus-chat/plexus/web/internal/bidi"
 )
 
 // The browser tests run a real `plexus serve` (built once per test
@@ -255,15 +257,23 @@ type browser struct {
 // a browser is required (CI), where it fails.
 func chromiumPath(t *testing.T) string {
 	t.Helper()
-	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
+	return browserPath(t, "chromium", ".ci/chromium.sh", "chromium", "chromium-browser", "google-chrome")
+}
+
+// browserPath finds the first of the executables on the PATH; without
+// any the test skips, except where a browser is required (CI), where it
+// fails. install names the script that installs the browser.
+func browserPath(t *testing.T, browser, install string, names ...string) string {
+	t.Helper()
+	for _, name := range names {
 		if p, err := exec.LookPath(name); err == nil {
 			return p
 		}
 	}
 	if os.Getenv("PLEXUS_REQUIRE_BROWSER") == "1" || os.Getenv("CI") != "" {
-		t.Fatal("chromium is not installed (run .ci/chromium.sh)")
+		t.Fatalf("%s is not installed (run %s)", browser, install)
 	}
-	t.Skip("chromium is not installed (run .ci/chromium.sh); set PLEXUS_REQUIRE_BROWSER=1 to fail instead")
+	t.Skipf("%s is not installed (run %s); set PLEXUS_REQUIRE_BROWSER=1 to fail instead", browser, install)
 	return ""
 }
 
@@ -299,15 +309,37 @@ func newBrowser(t *testing.T) *browser {
 }
 
 // page is one user's tab in a browser context of its own (its own
-// cookies and storage, as another person's browser would have).
+// cookies and storage, as another person's browser would have): in
+// Chromium, driven through ctx by chromedp, or in Firefox, driven through
+// ff by WebDriver BiDi (firefox_test.go). The helpers that evaluate,
+// wait, click, type and take screenshots work on either; do takes
+// chromedp actions and so is Chromium's only.
 type page struct {
 	t     *testing.T
 	name  string
 	ctx   context.Context
+	ff    *bidi.Tab  // nil in Chromium
 	dir   string     // screenshots
 	shots *int       // shared step counter of the test
 	mu    sync.Mutex // guards log, appended to by the console reader
 	log   []string   // console messages
+}
+
+// logConsole records a console message of the page.
+func (p *page) logConsole(msg string) {
+	p.mu.Lock()
+	p.log = append(p.log, msg)
+	p.mu.Unlock()
+}
+
+// printConsole logs the page's console messages into a failed test's output.
+func (p *page) printConsole() {
+	if !p.t.Failed() {
+		return
+	}
+	p.mu.Lock()
+	p.t.Logf("---- %s's console ----\n%s", p.name, strings.Join(p.log, "\n"))
+	p.mu.Unlock()
 }
 
 func (b *browser) newPage(t *testing.T, name string, shots *int) *page {
@@ -323,17 +355,11 @@ func (b *browser) newPage(t *testing.T, name string, shots *int) *page {
 			if err != nil {
 				return
 			}
-			p.mu.Lock()
-			p.log = append(p.log, m.String())
-			p.mu.Unlock()
+			p.logConsole(m.String())
 		}
 	}()
 	t.Cleanup(func() {
-		if t.Failed() {
-			p.mu.Lock()
-			t.Logf("---- %s's console ----\n%s", name, strings.Join(p.log, "\n"))
-			p.mu.Unlock()
-		}
+		p.printConsole()
 		cancel()
 	})
 	return p
@@ -350,6 +376,9 @@ func artifactDir(t *testing.T) string {
 // do runs browser actions with a deadline, failing the test on error.
 func (p *page) do(what string, actions ...chromedp.Action[chromedp.Void]) {
 	p.t.Helper()
+	if p.ff != nil {
+		p.t.Fatalf("%s: %s: chromedp actions in Firefox", p.name, what)
+	}
 	ctx, cancel := context.WithTimeout(p.ctx, 45*time.Second)
 	defer cancel()
 	if err := chromedp.Do(ctx, actions...); err != nil {
@@ -361,6 +390,10 @@ func (p *page) do(what string, actions ...chromedp.Action[chromedp.Void]) {
 // waitJS waits until the JavaScript expression is truthy.
 func (p *page) waitJS(what, expr string, timeout time.Duration) {
 	p.t.Helper()
+	if p.ff != nil {
+		p.pollJS(what, expr, timeout)
+		return
+	}
 	ctx, cancel := context.WithTimeout(p.ctx, timeout+5*time.Second)
 	defer cancel()
 	_, err := chromedp.Run(ctx, chromedp.Poll[chromedp.Void](expr,
@@ -371,16 +404,89 @@ func (p *page) waitJS(what, expr string, timeout time.Duration) {
 	}
 }
 
+// pollTrue evaluates expr until it is truthy or timeout passes; it
+// reports whether it became truthy and, if not, the last evaluation
+// error (an expression may throw while a page loads).
+func pollTrue(p *page, expr string, timeout time.Duration) (bool, error) {
+	deadline := time.Now().Add(timeout)
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		ok, err := evaluate[bool](p, "!!("+expr+")", false)
+		if err == nil && ok {
+			return true, nil
+		}
+		if time.Now().After(deadline) {
+			return false, err
+		}
+		<-tick.C // the poll interval of a wait with a deadline
+	}
+}
+
 // eval evaluates a JavaScript expression.
 func eval[T any](p *page, expr string) T {
 	p.t.Helper()
-	ctx, cancel := context.WithTimeout(p.ctx, 15*time.Second)
-	defer cancel()
-	v, err := chromedp.Run(ctx, chromedp.Evaluate[T](expr))
+	return mustEvaluate[T](p, expr, false)
+}
+
+// evalAsync evaluates a JavaScript expression that yields a promise.
+func evalAsync[T any](p *page, expr string) T {
+	p.t.Helper()
+	return mustEvaluate[T](p, expr, true)
+}
+
+func mustEvaluate[T any](p *page, expr string, await bool) T {
+	p.t.Helper()
+	v, err := evaluate[T](p, expr, await)
 	if err != nil {
 		p.t.Fatalf("%s: evaluating %s: %v", p.name, expr, err)
 	}
 	return v
+}
+
+// evaluate evaluates a JavaScript expression (awaiting the promise it
+// yields, with await) in either browser, within 15 seconds.
+func evaluate[T any](p *page, expr string, await bool) (T, error) {
+	ctx, cancel := context.WithTimeout(p.ctx, 15*time.Second)
+	defer cancel()
+	if p.ff != nil {
+		return bidiEvaluate[T](ctx, p.ff, expr, await)
+	}
+	if await {
+		return chromedp.Run(ctx, chromedp.Evaluate[T](expr, chromedp.EvalAwaitPromise))
+	}
+	return chromedp.Run(ctx, chromedp.Evaluate[T](expr))
+}
+
+// click clicks the element the CSS selector finds, once it is there.
+func (p *page) click(what, css string) {
+	p.t.Helper()
+	if p.ff == nil {
+		p.do(what, chromedp.Click(chromedp.CSS(css)))
+		return
+	}
+	p.bidiClick(what, css)
+}
+
+// typeInto types text into the element the CSS selector finds, as key
+// presses, appending to what it holds.
+func (p *page) typeInto(what, css, text string) {
+	p.t.Helper()
+	if p.ff == nil {
+		p.do(what, chromedp.SendKeys(chromedp.CSS(css), text))
+		return
+	}
+	p.bidiType(what, css, text)
+}
+
+// open loads the URL and waits until the element the CSS selector finds is shown.
+func (p *page) open(url, css string) {
+	p.t.Helper()
+	if p.ff == nil {
+		p.do("open "+url, chromedp.Navigate(url), chromedp.WaitVisible(chromedp.CSS(css)))
+		return
+	}
+	p.bidiOpen(url, css)
 }
 
 // shot saves a screenshot of the tab as NN-step-user.png.
@@ -388,7 +494,13 @@ func (p *page) shot(step string) {
 	p.t.Helper()
 	ctx, cancel := context.WithTimeout(p.ctx, 15*time.Second)
 	defer cancel()
-	png, err := chromedp.Run(ctx, chromedp.CaptureScreenshot())
+	var png []byte
+	var err error
+	if p.ff != nil {
+		png, err = p.ff.Screenshot(ctx)
+	} else {
+		png, err = chromedp.Run(ctx, chromedp.CaptureScreenshot())
+	}
 	if err != nil {
 		p.t.Logf("%s: screenshot %s: %v", p.name, step, err)
 		return
@@ -412,12 +524,11 @@ func js(s string) string {
 // register creates the account through the sign-in screen.
 func (p *page) register(s *server, user, password string) {
 	p.t.Helper()
-	p.do("open the client", chromedp.Navigate(s.URL+"/"), chromedp.WaitVisible(chromedp.ID("login-user")))
-	p.do("fill in the sign-in form",
-		chromedp.SendKeys(chromedp.ID("login-user"), user),
-		chromedp.SendKeys(chromedp.ID("login-pass"), password))
+	p.open(s.URL+"/", "#login-user")
+	p.typeInto("fill in the user name", "#login-user", user)
+	p.typeInto("fill in the password", "#login-pass", password)
 	p.shot("sign-in")
-	p.do("register", chromedp.Click(chromedp.ID("register-submit")))
+	p.click("register", "#register-submit")
 	p.waitJS("signed in", `document.getElementById('me')?.textContent === `+js("@"+user+":"+s.ServerName), 20*time.Second)
 	p.waitJS("realtime connection", `document.getElementById('conn-status')?.textContent === 'online'`, 20*time.Second)
 }

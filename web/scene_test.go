@@ -58,13 +58,8 @@ func TestSceneWorld(t *testing.T) {
 // reports whether it became true (for a test that explains a failure).
 func waitTrue(p *page, expr string, timeout time.Duration) bool {
 	p.t.Helper()
-	for deadline := time.Now().Add(timeout); time.Now().Before(deadline); {
-		if eval[bool](p, expr) {
-			return true
-		}
-		time.Sleep(100 * time.Millisecond) // polling the page, with a deadline
-	}
-	return false
+	ok, _ := pollTrue(p, expr, timeout)
+	return ok
 }
 
 // scenePos is a world position in millimetres.
@@ -74,7 +69,7 @@ type scenePos [3]int
 // and waits until the page is in the call with want others.
 func (p *page) openScene(others int) {
 	p.t.Helper()
-	p.do("open the 3D scene", chromedp.Click(chromedp.CSS(`button[role=tab][data-panel=scene]`)))
+	p.click("open the 3D scene", `button[role=tab][data-panel=scene]`)
 	p.waitSceneJoined(others)
 }
 
@@ -106,7 +101,8 @@ func (p *page) objectPosition(key string) scenePos {
 // joinByAlias joins the public room through the room list's join form.
 func (p *page) joinByAlias(alias, title string) {
 	p.t.Helper()
-	p.do("join "+alias, chromedp.SendKeys(chromedp.ID("join-room-id"), alias), chromedp.Click(chromedp.ID("join-room")))
+	p.typeInto("type the address "+alias, "#join-room-id", alias)
+	p.click("join "+alias, "#join-room")
 	p.waitJS("the room open", `document.getElementById('room-title')?.textContent === `+js(title), 30*time.Second)
 }
 
