@@ -124,12 +124,32 @@ func startSFUServer(t *testing.T) *server {
 // startServerFlags runs plexus as startServer does, with flags added
 // after startServer's (a repeated flag's last value wins), and returns
 // it with its data folder.
+//
+// The ports are found free and then closed for plexus to bind, so another
+// process may take one in between: a start that fails on an address in
+// use is tried again with new ports.
 func startServerFlags(t *testing.T, flags ...string) (*server, string) {
+	t.Helper()
+	for attempt := 1; ; attempt++ {
+		s, data, inUse := tryStartServer(t, flags)
+		if !inUse {
+			return s, data
+		}
+		if attempt == 3 {
+			t.Fatalf("plexus could not bind its ports three times:\n%s", tail(s.logText(), 40))
+		}
+		t.Logf("plexus found a port taken; starting again with new ports")
+	}
+}
+
+// tryStartServer starts plexus once; inUse reports that it exited because
+// one of its addresses was taken (any other failure is fatal).
+func tryStartServer(t *testing.T, flags []string) (s *server, data string, inUse bool) {
 	t.Helper()
 	bin := binary(t)
 	listen := freeAddr(t, "tcp")
-	data := t.TempDir()
-	s := &server{URL: "http://" + listen, ServerName: "plexus.test", done: make(chan struct{})}
+	data = t.TempDir()
+	s = &server{URL: "http://" + listen, ServerName: "plexus.test", done: make(chan struct{})}
 	args := []string{"serve",
 		"--server-name", s.ServerName,
 		"--listen", listen,
@@ -181,11 +201,14 @@ func startServerFlags(t *testing.T, flags ...string) (*server, string) {
 		if err == nil {
 			res.Body.Close()
 			if res.StatusCode == http.StatusOK {
-				return s, data
+				return s, data, false
 			}
 		}
 		select {
 		case <-s.done:
+			if strings.Contains(s.logText(), "address already in use") {
+				return s, data, true
+			}
 			t.Fatalf("plexus exited while starting:\n%s", tail(s.logText(), 40))
 		default:
 		}
