@@ -123,7 +123,7 @@ func testRTCFederated(t *testing.T, backend string) {
 		t.Fatalf("bob's token from hs1: %d %s", remote.Status, remote.Errcode)
 	}
 	g := grantsOf(t, remote.JWT)
-	if g.Video.RoomCreate || g.Video.GetCanPublish() || !g.Video.GetCanSubscribe() || !g.Video.RoomJoin {
+	if g.Video.RoomCreate || !g.Video.GetCanPublish() || !g.Video.GetCanSubscribe() || !g.Video.RoomJoin {
 		t.Fatalf("a remote user's grants on hs1: %+v", g.Video)
 	}
 	home := getToken(t, hs2, bob, room, "bob-1")
@@ -142,8 +142,14 @@ func testRTCFederated(t *testing.T, backend string) {
 	}
 
 	// Both join hs1's SFU and see each other; alice publishes there and
-	// bob, subscribe-only on hs1, receives her audio.
+	// bob, a remote user on hs1, receives her audio.
 	aliceRecv, bobRecv := &rtpCounter{}, &rtpCounter{}
+	// A remote user cannot start the call on hs1's SFU: the room is not
+	// running until one of hs1's own users joins.
+	if r, err := lksdk.ConnectToRoomWithToken(remote.URL, remote.JWT, &lksdk.RoomCallback{}); err == nil {
+		r.Disconnect()
+		t.Fatal("bob, a remote user, started a room on hs1's SFU")
+	}
 	aliceRoom, err := lksdk.ConnectToRoomWithToken(local.URL, local.JWT, &lksdk.RoomCallback{}, lksdk.WithAutoSubscribe(false))
 	if err != nil {
 		t.Fatalf("alice joining hs1's SFU at %s: %v", local.URL, err)
@@ -165,8 +171,9 @@ func testRTCFederated(t *testing.T, backend string) {
 	fedtest.Eventually(t, 20*time.Second, "bob to receive alice's audio on hs1's SFU", bobRecv.from(grantsOf(t, local.JWT).Identity, 20))
 
 	// MSC4195 multi-SFU: bob publishes to his own server's SFU, and alice
-	// gets a subscribe-only token from hs2's token service (a remote user
-	// there, proven through federation) and receives his audio on it.
+	// gets a token from hs2's token service (a remote user there, proven
+	// through federation, who may join the running room but not start it)
+	// and receives his audio on it.
 	if home.URL == local.URL {
 		t.Fatalf("hs1 and hs2 name the same SFU %s", home.URL)
 	}
@@ -187,7 +194,7 @@ func testRTCFederated(t *testing.T, backend string) {
 	if away.Status != http.StatusOK || away.URL != home.URL {
 		t.Fatalf("alice's token from hs2: %d %s for %s", away.Status, away.Errcode, away.URL)
 	}
-	if ag := grantsOf(t, away.JWT); ag.Video.GetCanPublish() || !ag.Video.GetCanSubscribe() || ag.Video.Room != grantsOf(t, home.JWT).Video.Room {
+	if ag := grantsOf(t, away.JWT); ag.Video.RoomCreate || !ag.Video.GetCanPublish() || !ag.Video.GetCanSubscribe() || ag.Video.Room != grantsOf(t, home.JWT).Video.Room {
 		t.Fatalf("alice's grants on hs2: %+v", ag.Video)
 	}
 	aliceAway, err := lksdk.ConnectToRoomWithToken(away.URL, away.JWT, aliceRecv.callback(), lksdk.WithAutoSubscribe(true))
@@ -196,14 +203,16 @@ func testRTCFederated(t *testing.T, backend string) {
 	}
 	defer aliceAway.Disconnect()
 	fedtest.Eventually(t, 20*time.Second, "alice to receive bob's audio on hs2's SFU", aliceRecv.from(grantsOf(t, home.JWT).Identity, 20))
-	// Subscribe-only means it: alice cannot publish on hs2's SFU.
-	track, err := lksdk.NewLocalSampleTrack(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2})
+	// And, as when everyone shares the oldest member's SFU, she may
+	// publish there: bob hears her on his own server's SFU.
+	bobHeard := &rtpCounter{}
+	bobListen, err := lksdk.ConnectToRoomWithToken(home.URL, getToken(t, hs2, bob, room, "bob-2").JWT, bobHeard.callback(), lksdk.WithAutoSubscribe(true))
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("bob's second device joining hs2's SFU: %v", err)
 	}
-	if _, err := aliceAway.LocalParticipant.PublishTrack(track, &lksdk.TrackPublicationOptions{Name: "mic"}); err == nil {
-		t.Fatal("alice published on hs2's SFU with a subscribe-only token")
-	}
+	defer bobListen.Disconnect()
+	publishAudio(t, aliceAway)
+	fedtest.Eventually(t, 20*time.Second, "bob to receive alice's audio on hs2's SFU", bobHeard.from(grantsOf(t, away.JWT).Identity, 20))
 
 	// A token signed with another secret is refused.
 	forged, err := auth.NewAccessToken(rtcKey, "not-the-secret-but-32-bytes-long!!").

@@ -22,10 +22,12 @@
 // server otherwise. Unlike lk-jwt-service, which trusts any valid OpenID
 // token, the caller must also be joined to the Matrix room (as our copy of
 // the room has it): a token for a room's call is only for its members.
-// Local users get the grants of lk-jwt-service's "full access" users
-// (publish, and create the SFU room); users of other servers get the
-// "restricted" ones (join and subscribe to an existing room): under
-// MSC4195 each participant publishes to their own homeserver's SFU.
+// Every token lets its holder publish and subscribe, as lk-jwt-service's
+// do; local users also get its "full access" (create the SFU room),
+// users of other servers its "restricted" access (join a room that is
+// running): whether each participant publishes to their own server's SFU
+// (MSC4195's multi-SFU calls) or all to the oldest member's (MSC4143's
+// "oldest_membership"), a call is started only by this server's users.
 //
 // The service needs no account, so what a request can cost is bounded:
 // requests per client address, fields to the spec's 255 bytes, OpenID

@@ -14,10 +14,13 @@ const DefaultTokenTTL = time.Hour
 
 // Access is what a token lets its holder do in its LiveKit room.
 type Access struct {
-	// Full is lk-jwt-service's "full access": publish media, and create
-	// the room on the SFU when it does not exist yet. Without it the
-	// holder joins an existing room and subscribes (and may publish data
-	// messages, as lk-jwt-service's grants allow).
+	// Full is lk-jwt-service's "full access": create the room on the
+	// SFU when it does not exist yet. Without it the holder may only join
+	// a room that is running. Either may publish media and data and
+	// subscribe, as lk-jwt-service's tokens allow: when a call's
+	// participants share the SFU of its oldest member (MSC4143's
+	// "oldest_membership" focus selection), users of other servers
+	// publish there too.
 	Full bool
 }
 
@@ -27,12 +30,12 @@ func Mint(key, secret, room, identity string, access Access, ttl time.Duration) 
 	if ttl <= 0 {
 		ttl = DefaultTokenTTL
 	}
-	yes, publish := true, access.Full
+	yes := true
 	grant := &auth.VideoGrant{
 		RoomJoin:       true,
 		RoomCreate:     access.Full,
 		Room:           room,
-		CanPublish:     &publish,
+		CanPublish:     &yes,
 		CanSubscribe:   &yes,
 		CanPublishData: &yes,
 	}

@@ -17,7 +17,7 @@ func TestMint(t *testing.T) {
 		create, publish, sub, pubData bool
 	}{
 		{"full access (local user)", Access{Full: true}, true, true, true, true},
-		{"restricted (other server's user)", Access{}, false, false, true, true},
+		{"restricted (other server's user)", Access{}, false, true, true, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
