@@ -1,7 +1,3 @@
-// Package latency is a lock-free latency histogram for hot paths: Record
-// is two atomic adds, and a Snapshot taken at two moments gives, by
-// difference, the distribution of the time between them with quantiles
-// accurate to a sixteenth of an octave (about 4.4 %).
 package latency
 
 import (
