@@ -81,6 +81,9 @@ type Federation struct {
 	deps   Deps
 	log    *slog.Logger
 	client *transport.Client
+	// openid is the client of OpenIDUserInfo, whose destinations come
+	// from unauthenticated clients: it dials public addresses only.
+	openid *transport.Client
 	keys   *keys.Keys
 	auth   fedhttp.Authenticator
 	queue  *queue.Queue
@@ -125,7 +128,7 @@ func New(cfg Config, deps Deps) (*Federation, error) {
 	}
 	f.ctx, f.cancel = context.WithCancel(context.Background())
 	var err error
-	f.client, err = transport.NewClient(transport.Config{
+	tcfg := transport.Config{
 		ServerName: cfg.ServerName,
 		KeyID:      cfg.KeyID,
 		Key:        cfg.Key,
@@ -134,8 +137,11 @@ func New(cfg Config, deps Deps) (*Federation, error) {
 		Insecure:   cfg.Insecure,
 		Timeout:    cfg.RequestTimeout,
 		Logger:     deps.Logger.With("part", "client"),
-	})
-	if err != nil {
+	}
+	if f.client, err = transport.NewClient(tcfg); err != nil {
+		return nil, err
+	}
+	if f.openid, err = newOpenIDClient(tcfg); err != nil {
 		return nil, err
 	}
 	f.keys, err = keys.New(keys.Config{
@@ -217,7 +223,7 @@ func (f *Federation) Close() error {
 	var err error
 	f.closed.Do(func() {
 		f.cancel()
-		err = errors.Join(f.queue.Close(), f.keys.Close(), f.client.Close())
+		err = errors.Join(f.queue.Close(), f.keys.Close(), f.client.Close(), f.openid.Close())
 		f.wg.Wait()
 	})
 	return err

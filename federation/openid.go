@@ -2,10 +2,16 @@ package federation
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 	"net/url"
 	"strings"
+	"syscall"
+	"time"
+
+	"github.com/plexus-chat/plexus/federation/internal/transport"
 )
 
 // OpenIDUserInfo asks server who an OpenID token it issued belongs to,
@@ -18,22 +24,26 @@ import (
 //
 // server comes from an unauthenticated client (the token service's
 // matrix_server_name), so it is resolved like any federation destination
-// (Server-Server API, "Resolving server names") and an IP literal outside
-// the public unicast space is refused unless the operator's Resolve map
+// (Server-Server API, "Resolving server names") and nothing outside the
+// public unicast space is connected to unless the operator's Resolve map
 // names it: otherwise anyone could make this server connect to its own
-// loopback or private network.
+// loopback or private network. An IP literal is refused before any
+// work; a hostname (and whatever its well-known delegation and SRV
+// records name) is checked on every dial against the address it
+// resolved to, so a DNS answer that changes between a check and the
+// connection (DNS rebinding) cannot slip past.
 func (f *Federation) OpenIDUserInfo(ctx context.Context, server, token string) (string, error) {
 	if server == "" || token == "" {
 		return "", fmt.Errorf("federation: openid userinfo: server and token are required")
 	}
 	if _, pinned := f.cfg.Resolve[server]; !pinned && nonPublicIPLiteral(server) {
-		return "", fmt.Errorf("federation: openid userinfo: %q is not a public address", server)
+		return "", fmt.Errorf("federation: openid userinfo: %q: %w", server, errNotPublic)
 	}
 	var resp struct {
 		Sub string `json:"sub"`
 	}
 	path := "/_matrix/federation/v1/openid/userinfo?" + url.Values{"access_token": {token}}.Encode()
-	if err := f.client.GetUnsigned(ctx, server, path, &resp); err != nil {
+	if err := f.openid.GetUnsigned(ctx, server, path, &resp); err != nil {
 		return "", fmt.Errorf("federation: openid userinfo from %s: %w", server, err)
 	}
 	local, domain, ok := strings.Cut(resp.Sub, ":")
@@ -41,6 +51,49 @@ func (f *Federation) OpenIDUserInfo(ctx context.Context, server, token string) (
 		return "", fmt.Errorf("federation: openid userinfo from %s names %q, not one of its users", server, resp.Sub)
 	}
 	return resp.Sub, nil
+}
+
+// errNotPublic is the refusal of a destination outside the public
+// unicast space.
+var errNotPublic = errors.New("not a public address")
+
+// newOpenIDClient is the transport client of OpenIDUserInfo: the
+// federation client's configuration with a dialer that connects only to
+// public unicast addresses. The addresses the operator's Resolve map pins
+// are dialled as they are (a private test federation, a peer on the
+// operator's own network): they are configuration, not client input.
+func newOpenIDClient(cfg transport.Config) (*transport.Client, error) {
+	pinned := make(map[string]bool, len(cfg.Resolve))
+	for _, addr := range cfg.Resolve {
+		pinned[addr] = true
+	}
+	timeout := cfg.Timeout
+	if timeout <= 0 {
+		timeout = transport.DefaultTimeout
+	}
+	plain := &net.Dialer{Timeout: timeout, KeepAlive: 30 * time.Second}
+	public := &net.Dialer{Timeout: timeout, KeepAlive: 30 * time.Second, ControlContext: refuseNonPublic}
+	cfg.Dial = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		if pinned[addr] {
+			return plain.DialContext(ctx, network, addr)
+		}
+		return public.DialContext(ctx, network, addr)
+	}
+	return transport.NewClient(cfg)
+}
+
+// refuseNonPublic is a net.Dialer hook: it runs for each address a name
+// resolved to, just before the socket connects, so it sees exactly the
+// address that will be reached.
+func refuseNonPublic(_ context.Context, _, address string, _ syscall.RawConn) error {
+	ap, err := netip.ParseAddrPort(address)
+	if err != nil {
+		return fmt.Errorf("%s: %w", address, errNotPublic)
+	}
+	if nonPublicAddr(ap.Addr()) {
+		return fmt.Errorf("%s: %w", address, errNotPublic)
+	}
+	return nil
 }
 
 // nonPublicRanges are the special-purpose blocks of the IANA IPv4 and
@@ -84,7 +137,12 @@ func nonPublicIPLiteral(server string) bool {
 	if err != nil {
 		return false // a hostname
 	}
-	a = a.Unmap()
+	return nonPublicAddr(a)
+}
+
+// nonPublicAddr reports whether a is not a public unicast address.
+func nonPublicAddr(a netip.Addr) bool {
+	a = a.Unmap().WithZone("")
 	if !a.IsGlobalUnicast() || a.IsPrivate() || a.IsLoopback() {
 		return true
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/x509"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/plexus-chat/plexus/internal/mxerr"
 	"github.com/plexus-chat/plexus/internal/server"
+	"github.com/plexus-chat/plexus/internal/storage/storagetest"
 )
 
 // TestOpenIDUserInfo asks a TLS server on loopback, standing for hs2.test's
@@ -124,6 +126,69 @@ func TestOpenIDUserInfoRefusesPrivateIPs(t *testing.T) {
 			t.Fatal("pinned: no connection made")
 		}
 	})
+}
+
+// TestOpenIDUserInfoRefusesNamesOfPrivateIPs checks that a hostname
+// that resolves to loopback is refused at the dial, the check seeing the
+// address the name resolved to: no connection is made.
+func TestOpenIDUserInfoRefusesNamesOfPrivateIPs(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var accepted atomic.Int64
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			accepted.Add(1)
+			c.Close()
+		}
+	}()
+	t.Cleanup(func() { ln.Close(); <-done })
+	port := ln.Addr().(*net.TCPAddr).Port
+	addrs, err := net.DefaultResolver.LookupNetIP(context.Background(), "ip4", "localhost")
+	if err != nil || len(addrs) == 0 || !addrs[0].IsLoopback() {
+		t.Fatalf("localhost resolves to %v, %v; the test needs a name of 127.0.0.1", addrs, err)
+	}
+	o := &mediaOrigins{resolve: map[string]string{}, roots: x509.NewCertPool()}
+	f := newMediaFederation(t, storagetest.SQLite, o)
+	// A hostname with a port skips well-known and SRV discovery
+	// (Server-Server API, "Resolving server names", step 2): the name
+	// itself is dialled.
+	name := fmt.Sprintf("localhost:%d", port)
+	_, err = f.OpenIDUserInfo(context.Background(), name, "tok")
+	if !errors.Is(err, errNotPublic) {
+		t.Fatalf("%s: got %v, want the dial refused as not public", name, err)
+	}
+	if n := accepted.Load(); n != 0 {
+		t.Fatalf("%s: %d connections made, want none", name, n)
+	}
+}
+
+func TestRefuseNonPublic(t *testing.T) {
+	for _, tt := range []struct {
+		addr    string
+		refused bool
+	}{
+		{"127.0.0.1:443", true},
+		{"[::1]:8448", true},
+		{"[::ffff:192.168.1.1]:8448", true},
+		{"[fe80::1%eth0]:8448", true},
+		{"10.1.2.3:8448", true},
+		{"not an address", true},
+		{"1.1.1.1:8448", false},
+		{"[2606:4700::1111]:443", false},
+	} {
+		err := refuseNonPublic(context.Background(), "tcp", tt.addr, nil)
+		if got := errors.Is(err, errNotPublic); got != tt.refused {
+			t.Errorf("refuseNonPublic(%q) = %v, want refused=%v", tt.addr, err, tt.refused)
+		}
+	}
 }
 
 func TestNonPublicIPLiteral(t *testing.T) {

@@ -24,6 +24,9 @@ type txn struct {
 	ids map[EventID]int
 	// unsigned are local events of the batch still to be signed (by seal).
 	unsigned []*pdu.Unsigned
+	// changes is current, with its events, for the CurrentStateListener
+	// (made by seal).
+	changes []StateChange
 }
 
 func newTxn(w *worker) *txn {
@@ -112,6 +115,27 @@ func (t *txn) seal() {
 	}
 	if len(t.current) > 0 {
 		b.CurrentDelta = t.current
+		t.noteChanges()
+	}
+}
+
+// noteChanges lists the batch's change to current state with its events
+// for the CurrentStateListener. The events are looked up now, on the
+// worker goroutine that owns the cache, which always holds the current
+// state's events.
+func (t *txn) noteChanges() {
+	if _, ok := t.w.s.deps.Listener.(CurrentStateListener); !ok {
+		return
+	}
+	t.changes = make([]StateChange, 0, len(t.current))
+	for k, id := range t.current {
+		c := StateChange{Type: k.Type, StateKey: k.StateKey, EventID: EventID(id)}
+		if id != "" && t.w.st != nil {
+			if kn := t.w.st.events[c.EventID]; kn != nil {
+				c.Event = kn.ev
+			}
+		}
+		t.changes = append(t.changes, c)
 	}
 }
 
@@ -156,6 +180,9 @@ func (t *txn) write(ctx context.Context) error {
 	w.s.metrics.observeCommit(notify, w.s.cfg.Signer.Server, elapsed)
 	if len(notify) > 0 {
 		w.s.deps.Listener.EventsStored(w.roomID, notify)
+	}
+	if l, ok := w.s.deps.Listener.(CurrentStateListener); ok && len(t.changes) > 0 {
+		l.CurrentStateChanged(w.roomID, t.changes)
 	}
 	return nil
 }

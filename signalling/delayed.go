@@ -19,8 +19,8 @@ import (
 func defaultDelayedManageRate() ratelimit.Config { return ratelimit.Config{Rate: 1, Burst: 20} }
 
 // newDelayed builds the delayed events service (MSC4140). It sends
-// through s.rooms, built after it; the feed tells it of stored state so a
-// newer state event cancels another user's delayed one.
+// through s.rooms, built after it; the feed tells it of changes to rooms'
+// current state so newer state cancels another user's delayed one.
 func (s *Signalling) newDelayed(cfg Config, deps Deps) error {
 	d, err := delayed.New(delayed.Config{
 		MaxDelay:   cfg.MaxEventDelay,
@@ -37,11 +37,11 @@ func (s *Signalling) newDelayed(cfg Config, deps Deps) error {
 	return nil
 }
 
-// delayedStored hands stored events to the delayed events service, once
-// there is one.
-func (f *Feed) delayedStored(room rooms.RoomID, evs []*rooms.Stored) {
+// CurrentStateChanged implements rooms.CurrentStateListener: it hands
+// the change to the delayed events service, once there is one.
+func (f *Feed) CurrentStateChanged(room rooms.RoomID, changes []rooms.StateChange) {
 	if d := f.delayed.Load(); d != nil {
-		d.EventsStored(room, evs)
+		d.CurrentStateChanged(room, changes)
 	}
 }
 

@@ -44,7 +44,8 @@ type Feed struct {
 	hub   *stream.Hub
 	index *syncer.Index
 	db    *storage.DB
-	// delayed hears stored state once Signalling is built (delayed.go).
+	// delayed hears current state changes once Signalling is built
+	// (delayed.go).
 	delayed atomic.Pointer[delayed.Service]
 }
 
@@ -70,7 +71,6 @@ func NewFeed(ctx context.Context, cfg FeedConfig, db *storage.DB, log *slog.Logg
 // EventsStored implements rooms.Listener.
 func (f *Feed) EventsStored(room rooms.RoomID, evs []*rooms.Stored) {
 	f.index.EventsStored(room, evs)
-	f.delayedStored(room, evs)
 }
 
 // Close stops following the stream. It is idempotent.

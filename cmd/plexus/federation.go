@@ -85,6 +85,16 @@ func (ls listeners) EventsStored(roomID rooms.RoomID, events []*rooms.Stored) {
 	}
 }
 
+// CurrentStateChanged passes on rooms.CurrentStateListener's notice to
+// the listeners that hear it.
+func (ls listeners) CurrentStateChanged(roomID rooms.RoomID, changes []rooms.StateChange) {
+	for _, l := range ls {
+		if cl, ok := l.(rooms.CurrentStateListener); ok {
+			cl.CurrentStateChanged(roomID, changes)
+		}
+	}
+}
+
 // StateCompleted passes on rooms.StateListener's notice to the listeners
 // that hear it.
 func (ls listeners) StateCompleted(roomID rooms.RoomID) {

@@ -345,6 +345,13 @@ var (
 		tail: ` ON CONFLICT (room_id, type, state_key) DO UPDATE SET event_id = excluded.event_id`,
 		cols: 4,
 	}
+	// DO UPDATE: a batch without events shares its position with the
+	// batch before it.
+	upsertStateDeltas = &bulkInsert{
+		head: `INSERT INTO current_state_deltas (room_id, stream_pos, type, state_key, event_id) VALUES `,
+		tail: ` ON CONFLICT (room_id, stream_pos, type, state_key) DO UPDATE SET event_id = excluded.event_id`,
+		cols: 5,
+	}
 )
 
 // nullable maps a nil string to SQL NULL.
@@ -464,9 +471,14 @@ func (w *commitTx) extremities(ctx context.Context) error {
 }
 
 func (w *commitTx) currentState(ctx context.Context) error {
-	var set []any
+	var set, deltas []any
 	var del *sql.Stmt
+	// The change is recorded at the batch's last position (the events
+	// step has numbered them): a reader of the stream up to it has read
+	// the events that caused it.
+	pos := w.db.lastPos
 	for k, id := range w.b.CurrentDelta {
+		deltas = append(deltas, w.b.RoomID, pos, k.Type, k.StateKey, nullable(nonEmpty(id)))
 		if id != "" {
 			set = append(set, w.b.RoomID, k.Type, k.StateKey, id)
 			continue
@@ -483,9 +495,21 @@ func (w *commitTx) currentState(ctx context.Context) error {
 	}
 	if w.sink != nil {
 		w.sink.current = append(w.sink.current, set...)
+		w.sink.deltas = append(w.sink.deltas, deltas...)
 		return nil
 	}
-	return upsertCurrentState.exec(ctx, w.db.wstmts, w.tx, set)
+	if err := upsertCurrentState.exec(ctx, w.db.wstmts, w.tx, set); err != nil {
+		return err
+	}
+	return upsertStateDeltas.exec(ctx, w.db.wstmts, w.tx, deltas)
+}
+
+// nonEmpty is s, or nil for "".
+func nonEmpty(s string) *string {
+	if s == "" {
+		return nil
+	}
+	return &s
 }
 
 func (w *commitTx) maxDepth(ctx context.Context) error {

@@ -214,6 +214,7 @@ type sink struct {
 	events, authEdges    []any
 	extremRooms          []string
 	extremities, current []any
+	deltas               []any
 }
 
 func (k *sink) exec(ctx context.Context, db *DB, tx *sql.Tx) error {
@@ -245,7 +246,10 @@ func (k *sink) exec(ctx context.Context, db *DB, tx *sql.Tx) error {
 	if err := insertExtremities.exec(ctx, c, tx, k.extremities); err != nil {
 		return err
 	}
-	return upsertCurrentState.exec(ctx, c, tx, k.current)
+	if err := upsertCurrentState.exec(ctx, c, tx, k.current); err != nil {
+		return err
+	}
+	return upsertStateDeltas.exec(ctx, c, tx, k.deltas)
 }
 
 // commitMerged writes a group of batches with shared statements. It

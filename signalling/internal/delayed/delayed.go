@@ -291,22 +291,34 @@ func (s *Service) Schedule(ctx context.Context, ev Event, delay time.Duration) (
 	return id, nil
 }
 
-// EventsStored is the room service's Listener hook: a state event
-// another user stored supersedes the scheduled state events for its type
-// and state key, which are cancelled (as Synapse does for every current
-// state change). The owner's own state events leave theirs alone: Element
-// Call schedules its leave before it sends the membership it overwrites.
-// It does no I/O: the loop deletes.
-func (s *Service) EventsStored(room rooms.RoomID, evs []*rooms.Stored) {
+// CurrentStateChanged is the room service's CurrentStateListener hook:
+// when a room's current state for a type and state key changes to
+// another user's event, the scheduled state events for that key are
+// cancelled, as Synapse does on its current state deltas: sent later,
+// they would overwrite newer state. Only a change of current state
+// counts: an accepted event that loses state resolution changes nothing
+// and cancels nothing. The owner's own state leaves theirs alone: Element
+// Call schedules its leave before it sends the membership it
+// overwrites. A key that left the state cancels nothing (Synapse skips
+// deleted state). It does no I/O: the loop deletes.
+func (s *Service) CurrentStateChanged(room rooms.RoomID, changes []rooms.StateChange) {
 	found := false
 	s.mu.Lock()
-	for _, st := range evs {
-		if st.Rejected != "" || st.SoftFailed || st.Outlier || st.Event == nil || st.Event.StateKey() == nil {
+	for _, c := range changes {
+		if c.EventID == "" {
 			continue
 		}
-		k := stateKey{string(room), st.Event.Type(), *st.Event.StateKey()}
+		k := stateKey{string(room), c.Type, c.StateKey}
 		m := s.byState[k]
-		sender := string(st.Event.Sender())
+		if m == nil {
+			continue
+		}
+		// An event the room service could not hand over has an unknown
+		// sender: every scheduled event of the key is older than it.
+		sender := ""
+		if c.Event != nil {
+			sender = string(c.Event.Sender())
+		}
 		for id, owner := range m {
 			if owner != sender {
 				s.cancels = append(s.cancels, id)

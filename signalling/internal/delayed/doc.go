@@ -10,8 +10,10 @@
 // sleeps until the earliest send time; sending goes through the normal room
 // send path as the scheduling user and device (auth rules and power levels
 // are checked then, not when scheduling). A delayed state event is dropped
-// when another user's state event for the same type and state key is
-// stored first, as Synapse does: it would overwrite newer state.
+// when the room's current state for its type and state key changes to
+// another user's event first, as Synapse does on its current state
+// deltas: it would overwrite newer state. An event that is stored but
+// loses state resolution does not count.
 //
 // The management endpoints take the delay ID as the capability
 // (MSC4140, "Delegating delayed events"): a request without an access

@@ -39,6 +39,9 @@
 // With use_state_after (MSC4222, or its unstable name) each room carries
 // state_after, the state at the end of its timeline with the timeline's
 // own state events included, instead of state, the state at its start
-// (stateafter.go). Such sections are shared only with requests asking
-// for the same.
+// (stateafter.go). An incremental section's state_after also reads
+// storage's record of the room's current state changes in the window,
+// so a change state resolution made with no state event of its own (two
+// branches of the room meeting) reaches the client too. Such sections
+// are shared only with requests asking for the same.
 package syncer

@@ -321,7 +321,7 @@ func (b *builder) incrementalJoined(room string, h []change, evs []entry) (*Join
 	sort.Slice(state, func(i, j int) bool { return state[i].pos < state[j].pos })
 	if b.stateAfter() {
 		// Every state change in the window, the timeline's too.
-		if state, err = b.windowStateAfter(room, visible, nil); err != nil {
+		if state, err = b.joinedStateAfter(room, visible); err != nil {
 			return nil, err
 		}
 	}

@@ -144,6 +144,61 @@ func (b *builder) windowStateAfter(room string, evs []entry, truth storage.State
 	return out, nil
 }
 
+// joinedStateAfter is the state_after delta of a joined room's
+// incremental section: windowStateAfter's answer for the state keys that
+// events in evs touched, corrected and completed by the room's recorded
+// changes of current state in (since, upto]. Those are exact: each key's
+// last change in the window is its state at upto. They also carry what
+// no event in the window shows: state resolution bringing back an
+// older event for a key when branches of the room meet. A key that left
+// the state cannot be said in state_after and is left out.
+func (b *builder) joinedStateAfter(room string, evs []entry) ([]entry, error) {
+	state, err := b.windowStateAfter(room, evs, nil)
+	if err != nil {
+		return nil, err
+	}
+	deltas, err := b.e.deps.DB.StateDeltas(b.ctx, room, b.since.Events, b.upto.Events)
+	if err != nil {
+		return nil, err
+	}
+	if len(deltas) == 0 {
+		return state, nil
+	}
+	at := map[rooms.StateTuple]string{}
+	for _, d := range deltas {
+		at[rooms.StateTuple{Type: d.Key.Type, StateKey: d.Key.StateKey}] = d.EventID
+	}
+	byKey := make(map[rooms.StateTuple]entry, len(state))
+	for _, e := range state {
+		byKey[e.ev.Tuple()] = e
+	}
+	var load []string
+	for k, id := range at {
+		if e, ok := byKey[k]; ok && string(e.ev.ID()) == id {
+			continue
+		}
+		delete(byKey, k)
+		if id != "" {
+			load = append(load, id)
+		}
+	}
+	loaded, err := b.loadEvents(room, load)
+	if err != nil {
+		return nil, err
+	}
+	for _, e := range loaded {
+		if e.ev.IsState() {
+			byKey[e.ev.Tuple()] = e
+		}
+	}
+	out := make([]entry, 0, len(byKey))
+	for _, e := range byKey {
+		out = append(out, e)
+	}
+	slices.SortFunc(out, func(x, y entry) int { return cmp.Compare(x.pos, y.pos) })
+	return out, nil
+}
+
 // leftStateAfter is the state_after of a room left within the window:
 // the state keys the events the user saw up to its leave touched, as the
 // room held them right after the leave. The room's current state may
