@@ -7,6 +7,7 @@ import { Api } from './api.js';
 import { Store } from './store.js';
 import { Realtime } from './realtime.js';
 import { CallManager } from './call/manager.js';
+import { installCallDebug } from './call/debug.js';
 import { loadSettings } from './settings.js';
 import { loginView } from './views/login.js';
 import { roomListView } from './views/roomlist.js';
@@ -61,6 +62,7 @@ export class App extends Emitter {
     this.store = new Store(session.user_id);
     this.realtime = new Realtime(this.store);
     this.calls = new CallManager(this.api, this.store, () => this.settings);
+    installCallDebug(this.calls);
     this.renderShell(session.user_id);
     this.realtime.start();
   }

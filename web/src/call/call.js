@@ -217,13 +217,16 @@ export class Call extends Emitter {
     this.terminate('rejected', { keepMedia: false });
   }
 
-  /** hangup ends the call and tells the other side. */
-  hangup(reason = 'user_hangup', { keepMedia = false } = {}) {
+  /**
+   * hangup ends the call and tells the other side. reason is sent (the
+   * m.call.hangup schema requires it in version 1, user_hangup included);
+   * endReason, if given, is what the view shows instead.
+   */
+  hangup(reason = 'user_hangup', { keepMedia = false, endReason = reason } = {}) {
     if (this.state === State.Ended) return;
-    const content = { call_id: this.callId, party_id: this.partyId, version: VERSION };
-    if (reason !== 'user_hangup') content.reason = reason;
-    this.send('m.call.hangup', content).catch(() => {});
-    this.terminate(reason, { keepMedia });
+    this.send('m.call.hangup', { call_id: this.callId, party_id: this.partyId, version: VERSION, reason })
+      .catch(() => {});
+    this.terminate(endReason, { keepMedia });
   }
 
   /** terminate ends the call locally (the other side hung up, or glare replaced it). */

@@ -27,6 +27,11 @@ export class CallManager extends Emitter {
     this.current = null;
     this.seen = new Set(); // call IDs already handled, so a repeated invite never rings again
     this.turn = null; // {value, expires}
+    // Debug only (call/debug.js, for the browser tests): the call events
+    // held back while this is an array, and the call_id of the next call
+    // placed.
+    this.held = null;
+    this.nextCallId = null;
     store.on('events', (roomId, evs) => this.onEvents(roomId, evs));
   }
 
@@ -63,7 +68,9 @@ export class CallManager extends Emitter {
     }
     const room = this.store.room(roomId);
     const peer = room.members().find((m) => m.userId !== this.userId && m.membership === 'join')?.userId;
-    const call = this.newCall(roomId, Call.newCallId(), true, peer);
+    const callId = this.nextCallId || Call.newCallId();
+    this.nextCallId = null;
+    const call = this.newCall(roomId, callId, true, peer);
     this.setCurrent(call);
     try {
       await call.placeCall();
@@ -101,7 +108,27 @@ export class CallManager extends Emitter {
     return value;
   }
 
+  /**
+   * holdEvents keeps the call events that arrive from being handled until
+   * releaseEvents. Debug only: a test holds both sides while each sends
+   * its invite, for a glare in which each has sent its invite before it
+   * sees the other's.
+   */
+  holdEvents() {
+    this.held ??= [];
+  }
+
+  releaseEvents() {
+    const held = this.held || [];
+    this.held = null;
+    for (const [roomId, evs] of held) this.onEvents(roomId, evs);
+  }
+
   onEvents(roomId, evs) {
+    if (this.held) {
+      this.held.push([roomId, evs]);
+      return;
+    }
     for (const ev of evs) {
       if (!CALL_EVENTS.has(ev.type) || !ev.content?.call_id) continue;
       const c = ev.content;
@@ -136,7 +163,10 @@ export class CallManager extends Emitter {
         // if it is the party we are talking to (or we are the callee).
         if (call.outgoing && call.opponentParty && c.party_id !== call.opponentParty) return;
         if (call.outgoing && !call.opponentParty && ev.type === 'm.call.hangup' && mine) return;
-        call.terminate(c.reason || (ev.type === 'm.call.reject' ? 'rejected' : 'remote_hangup'));
+        if (ev.type === 'm.call.reject') call.terminate('rejected');
+        // No reason is user_hangup (version 0); the user at the other end
+        // hanging up reads as "the other side hung up" here.
+        else call.terminate(!c.reason || c.reason === 'user_hangup' ? 'remote_hangup' : c.reason);
     }
   }
 
@@ -165,7 +195,9 @@ export class CallManager extends Emitter {
       // The media already set up moves to the call that replaces ours.
       adopt = cur.localStream;
       glare = true;
-      if (cur.state === State.InviteSent) cur.hangup('user_hangup', { keepMedia: true });
+      // Ours went out: hang it up, so that the other side's other devices
+      // stop ringing for it (the schema has no reason for glare).
+      if (cur.state === State.InviteSent) cur.hangup('user_hangup', { keepMedia: true, endReason: 'replaced' });
       else cur.terminate('replaced', { keepMedia: true });
     }
     const call = this.newCall(roomId, c.call_id, false, ev.sender);
