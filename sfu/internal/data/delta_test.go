@@ -366,7 +366,7 @@ func TestRelayLatency(t *testing.T) {
 		// The writer finds the channel slow and waits for the drain.
 		waitFor(t, "the writer to look", func() bool { return n.polled.Load() > 0 })
 	}
-	arrived := time.Now() // both changes written arrived before this
+	arrived := time.Now()       // both changes written arrived before this
 	held := time.Since(arrived) // both waited at least this long
 	n.drain(Lossy)
 	waitFor(t, "the delta after the drain", func() bool { return len(n.deltas(t)) == 1 }, n.fakeSender)
