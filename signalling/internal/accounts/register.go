@@ -54,7 +54,11 @@ func (a *Accounts) registrationFlows() [][]string {
 func (a *Accounts) handleRegister(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	ip := clientIP(r)
-	if err := a.register.Check(ip); err != nil {
+	// Only a registration that creates an account takes a token (below),
+	// as Synapse's rc_registration does: the user-interactive steps before
+	// it are refused once there is none, but do not use one up, so that
+	// one registration is not three.
+	if err := a.register.Peek(ip); err != nil {
 		fail(w, err)
 		return
 	}
@@ -140,6 +144,10 @@ func (a *Accounts) handleRegister(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	userID := a.userID(local)
+	if err := a.register.Check(ip); err != nil {
+		fail(w, err)
+		return
+	}
 	err = a.db.Update(ctx, func(tx *storage.Tx) error {
 		if err := a.insertUser(ctx, tx, userID, hash, false, local); err != nil {
 			return err

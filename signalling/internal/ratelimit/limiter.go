@@ -45,6 +45,11 @@ func New(cfg Config, now func() time.Time) *Limiter {
 // Allow takes a token from key's bucket. When there is none it reports
 // how long until there will be.
 func (l *Limiter) Allow(key string) (ok bool, retryAfter time.Duration) {
+	return l.take(key, true)
+}
+
+// take looks at key's bucket and, with consume, takes a token from it.
+func (l *Limiter) take(key string, consume bool) (ok bool, retryAfter time.Duration) {
 	if l == nil || l.cfg.Rate <= 0 {
 		return true, 0
 	}
@@ -57,6 +62,9 @@ func (l *Limiter) Allow(key string) (ok bool, retryAfter time.Duration) {
 	}
 	b := l.buckets[key]
 	if b == nil {
+		if !consume {
+			return true, 0 // a full bucket, not worth keeping
+		}
 		b = &bucket{tokens: burst, at: now}
 		l.buckets[key] = b
 	} else {
@@ -64,7 +72,9 @@ func (l *Limiter) Allow(key string) (ok bool, retryAfter time.Duration) {
 		b.at = now
 	}
 	if b.tokens >= 1 {
-		b.tokens--
+		if consume {
+			b.tokens--
+		}
 		return true, 0
 	}
 	wait := time.Duration((1 - b.tokens) / l.cfg.Rate * float64(time.Second))
@@ -74,7 +84,17 @@ func (l *Limiter) Allow(key string) (ok bool, retryAfter time.Duration) {
 // Check is Allow as an error: nil, or 429 M_LIMIT_EXCEEDED with
 // retry_after_ms.
 func (l *Limiter) Check(key string) error {
-	ok, wait := l.Allow(key)
+	return limitError(l.Allow(key))
+}
+
+// Peek is Check without taking a token: whether an action counted by
+// the limiter would be allowed now. It lets the steps that lead up to
+// the action be refused early without each costing a token.
+func (l *Limiter) Peek(key string) error {
+	return limitError(l.take(key, false))
+}
+
+func limitError(ok bool, wait time.Duration) error {
 	if ok {
 		return nil
 	}

@@ -37,6 +37,20 @@ func TestLimiter(t *testing.T) {
 	if n := len(l.buckets); n != 1 {
 		t.Fatalf("%d buckets after a sweep, want only c's", n)
 	}
+	// Peek looks without taking.
+	for range 5 {
+		if err := l.Peek("p"); err != nil {
+			t.Fatalf("Peek of a full bucket: %v", err)
+		}
+	}
+	for range 3 {
+		if err := l.Check("p"); err != nil {
+			t.Fatalf("the burst after Peeks: %v", err)
+		}
+	}
+	if err := l.Peek("p"); !errors.As(err, &me) || me.Code != mxerr.CodeLimitExceeded {
+		t.Fatalf("Peek of an empty bucket = %v", err)
+	}
 	if ok, _ := New(Config{}, nil).Allow("x"); !ok {
 		t.Fatal("a zero Config must not limit")
 	}
