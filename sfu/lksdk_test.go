@@ -143,6 +143,8 @@ type dialOpts struct {
 	// onData, if set, gets user data packets instead of the client
 	// keeping them (a benchmark's thousands a second).
 	onData func(from, topic string, payload []byte)
+	// connOpts are added to lksdk's connect options (interceptors).
+	connOpts []lksdk.ConnectOption
 }
 
 // lksdkLogOnce sets lksdk's global logger, which its pion stacks log
@@ -213,8 +215,8 @@ func dial(tb testing.TB, url, room, identity string, opts dialOpts) (*client, er
 	if err != nil {
 		return nil, err
 	}
-	r, err := lksdk.ConnectToRoomWithToken(url, tok, cb,
-		lksdk.WithAutoSubscribe(true), lksdk.WithLogger(lkLogger()), lksdk.WithConnectTimeout(10*time.Second))
+	r, err := lksdk.ConnectToRoomWithToken(url, tok, cb, append([]lksdk.ConnectOption{
+		lksdk.WithAutoSubscribe(true), lksdk.WithLogger(lkLogger()), lksdk.WithConnectTimeout(10 * time.Second)}, opts.connOpts...)...)
 	if err != nil {
 		return nil, fmt.Errorf("%s joins %s: %w", identity, room, err)
 	}
