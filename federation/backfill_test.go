@@ -11,7 +11,7 @@ import (
 	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
 
-	"github.com/plexus-chat/plexus/federation/internal/fedtest"
+	"github.com/plexus-chat/plexus/internal/fedtest"
 	"github.com/plexus-chat/plexus/internal/storage/storagetest"
 )
 

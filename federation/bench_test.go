@@ -35,8 +35,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/plexus-chat/plexus/federation/internal/fedtest"
 	"github.com/plexus-chat/plexus/federation/internal/transport"
+	"github.com/plexus-chat/plexus/internal/fedtest"
 	"github.com/plexus-chat/plexus/internal/keyring"
 	"github.com/plexus-chat/plexus/internal/storage"
 	"github.com/plexus-chat/plexus/internal/storage/storagetest"

@@ -20,6 +20,7 @@ import (
 
 	"github.com/chromedp/chromedp"
 
+	"github.com/plexus-chat/plexus/internal/fedtest"
 	"github.com/plexus-chat/plexus/web/internal/bidi"
 )
 
@@ -74,6 +75,7 @@ func TestMain(m *testing.M) {
 	if buildBin != "" {
 		os.RemoveAll(filepath.Dir(buildBin))
 	}
+	fedtest.RemoveBinaries()
 	os.Exit(code)
 }
 

@@ -166,13 +166,17 @@ func serve(rw http.ResponseWriter, r *http.Request, f *file) {
 	http.ServeContent(rw, r, f.name, time.Time{}, bytes.NewReader(f.body))
 }
 
-// setSecurityHeaders confines the page to this origin: its scripts and
-// styles come only from the bundle, and it talks only to this server
-// (HTTP and the realtime WebSocket) and, for media, to the TURN relay
-// and SFU, which CSP does not govern.
+// setSecurityHeaders confines the page's code to this origin: its
+// scripts and styles come only from the bundle. What it connects to is
+// wider: a group call started on another server goes through that
+// server's token service (an HTTP(S) POST to the livekit_service_url of
+// the call's oldest membership, MSC4143) and SFU (a WebSocket), neither
+// known in advance. connect-src names the schemes only; a page served
+// over HTTPS still cannot fetch plain HTTP (mixed content). Media goes to
+// the TURN relay and SFUs, which CSP does not govern.
 func setSecurityHeaders(h http.Header) {
 	h.Set("Content-Security-Policy", "default-src 'self'; script-src 'self'; style-src 'self'; "+
-		"img-src 'self' data: blob:; media-src 'self' blob: mediastream:; connect-src 'self' ws: wss:; "+
+		"img-src 'self' data: blob:; media-src 'self' blob: mediastream:; connect-src 'self' http: https: ws: wss:; "+
 		"object-src 'none'; base-uri 'none'; frame-ancestors 'none'")
 	h.Set("X-Content-Type-Options", "nosniff")
 	h.Set("Referrer-Policy", "no-referrer")

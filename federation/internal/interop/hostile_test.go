@@ -14,7 +14,7 @@ import (
 	"maunium.net/go/mautrix"
 	"maunium.net/go/mautrix/id"
 
-	"github.com/plexus-chat/plexus/federation/internal/fedtest"
+	"github.com/plexus-chat/plexus/internal/fedtest"
 )
 
 // TestHostileServer is issue 4's hostile fourth server, against real

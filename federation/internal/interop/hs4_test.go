@@ -23,7 +23,7 @@ import (
 	"github.com/matrix-org/gomatrixserverlib/fclient"
 	"github.com/matrix-org/gomatrixserverlib/spec"
 
-	"github.com/plexus-chat/plexus/federation/internal/fedtest"
+	"github.com/plexus-chat/plexus/internal/fedtest"
 	"github.com/plexus-chat/plexus/internal/tlscert"
 )
 

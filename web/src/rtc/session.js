@@ -5,19 +5,32 @@
 //      the call by itself, and keep restarting it while we live;
 //   2. announce the device with an org.matrix.msc3401.call.member state
 //      event naming the LiveKit focus;
-//   3. prove who we are to the token service (MSC4195) with an OpenID
-//      token and get a LiveKit URL and JWT from {livekit_service_url}/sfu/get;
-//   4. connect to the SFU with livekit-client and publish.
+//   3. pick the call's focus: MSC4143's "oldest_membership" selection,
+//      the first preferred focus of the oldest membership, or our own
+//      server's when no one is in the call yet (focusInUse below);
+//   4. prove who we are to that focus's token service (MSC4195) with an
+//      OpenID token of our server and get a LiveKit URL and JWT from
+//      {livekit_service_url}/sfu/get: in a call started on another
+//      server, that server's token service and SFU;
+//   5. connect to the SFU with livekit-client and publish.
+//
+// Steps 4 and 5 come before the membership (with its delayed leave
+// ahead of it, step 1), so that the membership names the focus we
+// really reached: when another server's service or SFU refuses us, we
+// fall back to our own server's and say so (.notice).
 //
 // session = rtcSession(app, roomId) is an Emitter with
 //   .state  'idle' | 'joining' | 'joined' | 'leaving'
 //   .room   the livekit-client Room while joined, else null
+//   .focus  while joined, {service, alias, url, own}: the token service
+//           and SFU URL in use, own when they are our server's
+//   .notice a sentence for the user about the last join (a fallback), or ''
 //   join({audio, video}), leave(), publishData(topic, bytes, {reliable}),
 //   setMicEnabled(on), setCameraEnabled(on), micEnabled, cameraEnabled
 //   .world  the call's shared world (scene/tracker.js), fed from the
 //           moment a connection starts, whether or not the scene is open
 // and emits 'state' (state), 'participants' (), 'data' ({topic, payload,
-// identity}), 'speakers' (identities), 'error' (err).
+// identity}), 'speakers' (identities), 'notice' (text), 'error' (err).
 
 import { Room, RoomEvent, VideoPresets, Track } from 'livekit-client';
 import { Emitter } from '../dom.js';
@@ -60,11 +73,21 @@ export function memberStateKey(userId, deviceId) {
 
 /**
  * liveMemberships lists the devices in a store Room's call from its
- * membership state: [{userId, deviceId, stateKey}]. As matrix-js-sdk's
- * CallMembership reads them: empty content is a device that left, and a
- * membership past created_ts (or the event's timestamp) + expires is gone.
+ * membership state: [{userId, deviceId, stateKey}], by user then device.
  */
 export function liveMemberships(room, now = Date.now()) {
+  return callMemberships(room, now)
+    .map(({ userId, deviceId, stateKey }) => ({ userId, deviceId, stateKey }))
+    .sort((a, b) => a.userId.localeCompare(b.userId) || a.deviceId.localeCompare(b.deviceId));
+}
+
+// callMemberships reads the live call memberships of a store Room, as
+// matrix-js-sdk's MatrixRTCSession does: empty content is a device that
+// left, a membership past created_ts (or the event's timestamp) +
+// expires is gone, and one whose sender is known not to be joined to
+// the room does not count. Each is {userId, deviceId, stateKey, created,
+// content}.
+function callMemberships(room, now) {
   const out = [];
   for (const ev of room.state.values()) {
     if (ev.type !== MEMBER_TYPE) continue;
@@ -72,15 +95,73 @@ export function liveMemberships(room, now = Date.now()) {
     if (!c.application || !c.device_id) continue;
     const created = c.created_ts || ev.origin_server_ts || 0;
     if (c.expires && created + c.expires < now) continue;
-    out.push({ userId: ev.sender, deviceId: c.device_id, stateKey: ev.state_key });
+    // The store may not hold every member event (lazy loading): only a
+    // member event saying otherwise rules a sender out.
+    const member = room.stateEvent?.('m.room.member', ev.sender);
+    if (member && member.content?.membership !== 'join') continue;
+    out.push({ userId: ev.sender, deviceId: c.device_id, stateKey: ev.state_key, created, content: c });
   }
-  return out.sort((a, b) => a.userId.localeCompare(b.userId) || a.deviceId.localeCompare(b.deviceId));
+  return out;
+}
+
+/**
+ * focusInUse is the LiveKit focus of the call in a store Room, for a
+ * device about to join it: MSC4143's "oldest_membership" selection as
+ * matrix-js-sdk reads it (MatrixRTCSession.getFocusInUse): the oldest
+ * membership by created_ts (ties by state key, so that every client
+ * agrees), and if its focus_active asks for oldest_membership, the first
+ * of its foci_preferred. It returns {type, livekit_service_url,
+ * livekit_alias}, or null when no one is in the call, the oldest
+ * membership selects its focus some other way, or its first preferred
+ * focus is not a LiveKit one we can reach over HTTP(S). The membership
+ * under exceptKey (our own, a leftover of an earlier join) is skipped.
+ */
+export function focusInUse(room, exceptKey = null, now = Date.now()) {
+  const ms = callMemberships(room, now).filter((m) => m.stateKey !== exceptKey);
+  if (!ms.length) return null;
+  ms.sort((a, b) => a.created - b.created || (a.stateKey < b.stateKey ? -1 : a.stateKey > b.stateKey ? 1 : 0));
+  const c = ms[0].content;
+  if (c.focus_active?.type !== 'livekit' || c.focus_active.focus_selection !== 'oldest_membership') return null;
+  const f = Array.isArray(c.foci_preferred) ? c.foci_preferred[0] : null;
+  if (!f || f.type !== 'livekit' || typeof f.livekit_service_url !== 'string' || typeof f.livekit_alias !== 'string' || !f.livekit_alias) {
+    return null;
+  }
+  let url;
+  try {
+    url = new URL(f.livekit_service_url);
+  } catch {
+    return null;
+  }
+  if (url.protocol !== 'https:' && url.protocol !== 'http:') return null;
+  return { type: 'livekit', livekit_service_url: url.href.replace(/\/$/, ''), livekit_alias: f.livekit_alias };
 }
 
 /** identityUser maps a LiveKit identity "@user:server:DEVICE" to "@user:server". */
 export function identityUser(identity) {
   const m = /^(@[^:]+:.+):[^:]+$/.exec(identity || '');
   return m ? m[1] : identity;
+}
+
+// sameFocus reports whether two LiveKit foci are the same service and alias.
+function sameFocus(a, b) {
+  return !!a && !!b && a.livekit_service_url === b.livekit_service_url && a.livekit_alias === b.livekit_alias;
+}
+
+function hostOf(url) {
+  try {
+    return new URL(url).host;
+  } catch {
+    return url;
+  }
+}
+
+// reason is a short account of why a token service or SFU failed us.
+function reason(err) {
+  if (err?.status) return `${err.status}${err.errcode ? ' ' + err.errcode : ''}`;
+  // fetch rejects with a TypeError when the service cannot be reached or
+  // CORS forbids reading its answer.
+  if (err instanceof TypeError) return 'it could not be reached';
+  return err?.message || String(err);
 }
 
 class RtcSession extends Emitter {
@@ -96,6 +177,8 @@ class RtcSession extends Emitter {
     this.heartbeat = null;
     this.stateKey = null;
     this.membership = null;
+    this.focus = null;
+    this.notice = '';
     this.world = new WorldTracker();
   }
 
@@ -137,45 +220,40 @@ class RtcSession extends Emitter {
     // A new call's world is the SFU's snapshot and what follows it, from
     // the first packet on.
     this.world.reset();
+    this.setNotice('');
     this.setState('joining');
     const { api } = this.app;
     let room = null;
     try {
       const who = await api.whoami();
-      const focus = await api.rtcFocus();
-      if (!focus) throw new Error('this server offers no LiveKit focus for calls (no rtc_foci in .well-known)');
       this.stateKey = memberStateKey(who.user_id, who.device_id);
+      const ownUrl = await api.rtcFocus();
+      const own = ownUrl ? { type: 'livekit', livekit_service_url: ownUrl, livekit_alias: this.roomId } : null;
+      const inUse = focusInUse(this.app.store.room(this.roomId), this.stateKey);
+      const reached = await this.reach(who, inUse, own);
+      room = reached.room;
+      const focus = reached.focus;
       // The delayed leave first: from the moment the membership exists,
       // something removes it if we vanish.
       const delayed = await api.sendStateDelayed(this.roomId, MEMBER_TYPE, this.stateKey, {}, DELAY_MS);
       this.delayId = delayed.delay_id;
       this.startHeartbeat();
+      // The focus we reached comes first in foci_preferred, as Element
+      // Call does: should the member whose focus it is leave, and we
+      // become the oldest member, later joiners still pick the SFU the
+      // call is on.
+      const preferred = [focus];
+      if (own && !sameFocus(own, focus)) preferred.push(own);
       this.membership = {
         application: 'm.call', call_id: '', scope: 'm.room', device_id: who.device_id,
         expires: MEMBERSHIP_EXPIRES_MS,
         focus_active: { type: 'livekit', focus_selection: 'oldest_membership' },
-        foci_preferred: [{ type: 'livekit', livekit_service_url: focus, livekit_alias: this.roomId }],
+        foci_preferred: preferred,
         created_ts: Date.now(),
       };
       await api.sendState(this.roomId, MEMBER_TYPE, this.stateKey, this.membership);
-      const openid = await api.openIdToken(who.user_id);
-      const grant = await api.sfuToken(focus, { room: this.roomId, openid_token: openid, device_id: who.device_id });
-      room = new Room({
-        adaptiveStream: true,
-        dynacast: true,
-        // The SFU speaks LiveKit's two-peer-connection protocol; skip the
-        // single-connection attempt it would refuse.
-        singlePeerConnection: false,
-        videoCaptureDefaults: { resolution: VideoPresets.h540.resolution },
-        publishDefaults: {
-          simulcast: true,
-          videoSimulcastLayers: [VideoPresets.h180, VideoPresets.h360],
-          red: true,
-        },
-      });
-      this.wire(room);
-      await room.connect(grant.url, grant.jwt);
       this.room = room;
+      this.focus = { service: focus.livekit_service_url, alias: focus.livekit_alias, url: reached.url, own: sameFocus(own, focus) };
       this.setState('joined');
       this.emit('participants');
     } catch (err) {
@@ -187,6 +265,68 @@ class RtcSession extends Emitter {
       this.setState('idle');
       throw err;
     }
+  }
+
+  // reach gets a token from the call's focus (inUse, or own when no one
+  // is in the call) and connects to its SFU, and returns {room, focus,
+  // url}. When another server's focus fails us (its token service
+  // refuses or cannot be reached, or its SFU will not take us), it falls
+  // back to our own server's and says so in the notice: we are then in a
+  // call of our own, apart from the members on that SFU, as any two
+  // clients who pick different foci are in MatrixRTC.
+  async reach(who, inUse, own) {
+    const focus = inUse || own;
+    if (!focus) throw new Error('this server offers no LiveKit focus for calls (no rtc_foci in .well-known)');
+    try {
+      return await this.connectTo(who, focus);
+    } catch (err) {
+      if (!own || sameFocus(own, focus)) throw err;
+      const host = hostOf(focus.livekit_service_url);
+      console.warn(`the call's focus at ${focus.livekit_service_url} failed us; using our own`, err);
+      // Nothing of the failed connection stays in the world.
+      this.world.reset();
+      const fell = await this.connectTo(who, own);
+      this.setNotice(`The call runs on ${host}, which would not let you in (${reason(err)}). ` +
+        `You joined through your own server instead: people connected through ${host} cannot see or hear you.`);
+      return fell;
+    }
+  }
+
+  // connectTo asks focus's token service for a token (with a fresh
+  // OpenID token of our server: the service may be another server's,
+  // which checks it through federation) and connects to the SFU it names.
+  async connectTo(who, focus) {
+    const { api } = this.app;
+    const openid = await api.openIdToken(who.user_id);
+    const grant = await api.sfuToken(focus.livekit_service_url,
+      { room: focus.livekit_alias, openid_token: openid, device_id: who.device_id });
+    const room = new Room({
+      adaptiveStream: true,
+      dynacast: true,
+      // The SFU speaks LiveKit's two-peer-connection protocol; skip the
+      // single-connection attempt it would refuse.
+      singlePeerConnection: false,
+      videoCaptureDefaults: { resolution: VideoPresets.h540.resolution },
+      publishDefaults: {
+        simulcast: true,
+        videoSimulcastLayers: [VideoPresets.h180, VideoPresets.h360],
+        red: true,
+      },
+    });
+    this.wire(room);
+    try {
+      await room.connect(grant.url, grant.jwt);
+    } catch (err) {
+      await room.disconnect(true).catch(() => {});
+      throw err;
+    }
+    return { room, focus, url: grant.url };
+  }
+
+  setNotice(text) {
+    if (this.notice === text) return;
+    this.notice = text;
+    this.emit('notice', text);
   }
 
   async publish(audio, video) {
@@ -254,6 +394,7 @@ class RtcSession extends Emitter {
 
   async disconnect() {
     if (this.state === 'idle') return;
+    this.setNotice('');
     this.setState('leaving');
     try {
       await this.cleanup();
@@ -270,6 +411,7 @@ class RtcSession extends Emitter {
     this.stopHeartbeat();
     const room = this.room;
     this.room = null;
+    this.focus = null;
     if (room) await room.disconnect(true).catch((err) => console.warn('livekit disconnect', err));
     // The call's world ends with it (after the disconnect: no packet of
     // it comes later).
@@ -373,6 +515,17 @@ export function callWorlds() {
     const w = s.world;
     out[roomId] = { state: s.state, entries: w.world.entries.size, attached: w.attached, snapshots: w.snapshots };
   }
+  return out;
+}
+
+/**
+ * callFoci describes, per room with a joined session in this tab, the
+ * focus its call goes through: {service, alias, url, own}. The browser
+ * tests read it as window.plexusDebug.callFoci().
+ */
+export function callFoci() {
+  const out = {};
+  for (const [roomId, s] of sessions) if (s.focus) out[roomId] = { ...s.focus };
   return out;
 }
 

@@ -9,13 +9,13 @@
 
 import { Track } from 'livekit-client';
 import { h, replace, localpart } from '../dom.js';
-import { rtcSession, liveMemberships, identityUser, callStats, publishedLayers, callWorlds } from '../rtc/session.js';
+import { rtcSession, liveMemberships, identityUser, callStats, publishedLayers, callWorlds, callFoci } from '../rtc/session.js';
 import '../groupcall.css';
 
 // The browser tests (and anyone debugging a call) read the decoded frames
 // per remote participant, and the world each call keeps, through this
 // hook. Merge: other panels add theirs.
-window.plexusDebug = Object.assign(window.plexusDebug || {}, { callStats, publishedLayers, callWorlds });
+window.plexusDebug = Object.assign(window.plexusDebug || {}, { callStats, publishedLayers, callWorlds, callFoci });
 
 const STATUS = { joining: 'Joining the call…', leaving: 'Leaving the call…' };
 
@@ -26,6 +26,9 @@ export function groupCallPanel(el, { room, app }) {
   const status = h('p', { class: 'gc-status', id: 'gc-status', role: 'status' });
   const present = h('p', { class: 'gc-present muted', id: 'gc-present', 'aria-live': 'polite' });
   const error = h('p', { class: 'error', role: 'alert' });
+  // What the last join had to settle for (the call's server would not
+  // let us in, so we joined through our own).
+  const notice = h('p', { class: 'gc-notice', id: 'gc-notice', role: 'status', hidden: true });
   const fail = (err) => { console.warn(err); error.textContent = err.message || String(err); };
 
   const join = h('button', {
@@ -134,6 +137,11 @@ export function groupCallPanel(el, { room, app }) {
     cam.setAttribute('aria-pressed', String(camOff));
     cam.setAttribute('aria-label', camOff ? 'Turn camera on' : 'Turn camera off');
     cam.classList.toggle('off', camOff);
+    notice.textContent = session.notice;
+    notice.hidden = !session.notice;
+    // Which server's SFU carries the call, for whoever looks closer.
+    if (joined && session.focus) status.title = `Media through ${session.focus.url}`;
+    else status.removeAttribute('title');
     renderPresent();
     renderGrid();
   }
@@ -152,6 +160,7 @@ export function groupCallPanel(el, { room, app }) {
     session.on('state', render),
     session.on('participants', render),
     session.on('speakers', renderGrid),
+    session.on('notice', render),
     session.on('error', fail),
     app.store.on('room', (id) => { if (id === room.id) renderPresent(); }),
   ];
@@ -159,7 +168,7 @@ export function groupCallPanel(el, { room, app }) {
   replace(el, h('div', { class: 'gc' },
     h('div', { class: 'gc-bar' }, status, present),
     h('div', { class: 'gc-controls', role: 'toolbar', 'aria-label': 'Call controls' }, join, mic, cam, leave),
-    error, grid));
+    notice, error, grid));
   render();
 
   return () => {

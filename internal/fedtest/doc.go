@@ -9,4 +9,8 @@
 // which is how tests take a server offline and bring it back. Extra names
 // (a foreign test server written with another implementation) can be
 // added to the resolve table with Extra.
+//
+// It lives in the root internal/ so that tests of any package can use it:
+// the federation tests, and the web client's browser tests of calls
+// across servers (Options.NoRace keeps those servers uninstrumented).
 package fedtest

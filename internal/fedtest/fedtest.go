@@ -64,45 +64,69 @@ type Options struct {
 	Args []string
 	// ServerArgs are added to the named server's command line only.
 	ServerArgs map[string][]string
+	// NoRace builds the servers without the race detector even when the
+	// tests run under it: for tests whose subject is elsewhere (a
+	// browser), where an instrumented server only slows the run down.
+	NoRace bool
 }
 
-var (
-	buildOnce sync.Once
-	buildBin  string
-	buildErr  error
-)
+// build is one build of the plexus binary, made once per test process.
+type build struct {
+	once sync.Once
+	bin  string
+	err  error
+}
 
-// binary builds plexus once per test process (with the race detector
-// when the tests run under it).
-func binary(t testing.TB) string {
-	buildOnce.Do(func() {
-		out, err := exec.Command("go", "env", "GOMOD").Output()
-		if err != nil {
-			buildErr = err
-			return
-		}
-		root := filepath.Dir(strings.TrimSpace(string(out)))
-		dir, err := os.MkdirTemp("", "plexus-fedtest-")
-		if err != nil {
-			buildErr = err
-			return
-		}
-		buildBin = filepath.Join(dir, "plexus")
-		args := []string{"build", "-tags", "goolm"}
-		if raceEnabled {
-			args = append(args, "-race")
-		}
-		args = append(args, "-o", buildBin, "./cmd/plexus")
-		cmd := exec.Command("go", args...)
-		cmd.Dir = root
-		if out, err := cmd.CombinedOutput(); err != nil {
-			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
-		}
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
+// builds holds the plain build and the race-instrumented one.
+var builds [2]build
+
+// binary builds plexus once per test process and mode (with the race
+// detector when race is set).
+func binary(t testing.TB, race bool) string {
+	b := &builds[0]
+	if race {
+		b = &builds[1]
 	}
-	return buildBin
+	b.once.Do(func() { b.bin, b.err = buildPlexus(race) })
+	if b.err != nil {
+		t.Fatal(b.err)
+	}
+	return b.bin
+}
+
+// RemoveBinaries deletes the binaries built so far; a TestMain calls it
+// after the tests ran.
+func RemoveBinaries() {
+	for i := range builds {
+		if builds[i].bin != "" {
+			os.RemoveAll(filepath.Dir(builds[i].bin))
+		}
+	}
+}
+
+// buildPlexus builds ./cmd/plexus into a new temporary folder.
+func buildPlexus(race bool) (string, error) {
+	out, err := exec.Command("go", "env", "GOMOD").Output()
+	if err != nil {
+		return "", err
+	}
+	root := filepath.Dir(strings.TrimSpace(string(out)))
+	dir, err := os.MkdirTemp("", "plexus-fedtest-")
+	if err != nil {
+		return "", err
+	}
+	bin := filepath.Join(dir, "plexus")
+	args := []string{"build", "-tags", "goolm"}
+	if race {
+		args = append(args, "-race")
+	}
+	args = append(args, "-o", bin, "./cmd/plexus")
+	cmd := exec.Command("go", args...)
+	cmd.Dir = root
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("go build: %v\n%s", err, out)
+	}
+	return bin, nil
 }
 
 // freePort finds a free loopback port. The port is released before the
@@ -120,7 +144,7 @@ func freePort(t testing.TB) string {
 // New prepares servers with the given names (not started).
 func New(t testing.TB, opts Options, names ...string) *Federation {
 	t.Helper()
-	f := &Federation{t: t, bin: binary(t), dir: t.TempDir(), Servers: map[string]*Server{}}
+	f := &Federation{t: t, bin: binary(t, raceEnabled && !opts.NoRace), dir: t.TempDir(), Servers: map[string]*Server{}}
 	var pems [][]byte
 	for _, name := range names {
 		s := &Server{Name: name, fed: f, DataDir: filepath.Join(f.dir, name)}
