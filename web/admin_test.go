@@ -2,6 +2,8 @@ package web_test
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
 	"net/http"
 	"os/exec"
 	"strings"
@@ -142,6 +144,7 @@ func TestOperatorPage(t *testing.T) {
 		return row && row.cells[4].textContent === 'backing off' && row.cells[5].textContent !== '–' && row.cells[7].textContent !== '–';
 	})()`, 60*time.Second)
 	root.shot("operator")
+	root.checkNames("operator page")
 	root.do("scroll to TURN and federation", chromedp.Evaluate[chromedp.Void](`document.getElementById('admin-turn').scrollIntoView()`))
 	root.shot("operator-turn-federation")
 
@@ -156,12 +159,126 @@ func TestOperatorPage(t *testing.T) {
 
 	root.do("phone viewport", chromedp.EmulateViewport(390, 844))
 	root.shot("operator-phone")
+	root.checkNames("operator page on a phone")
 	if w := eval[int](root, `document.documentElement.scrollWidth`); w > 390 {
 		t.Errorf("the page is %d px wide on a 390 px screen", w)
 	}
 	root.do("desktop viewport", chromedp.EmulateViewport(1100, 760))
 
+	// A live group call: alice and bob join Ops's call; the page lists
+	// the call with both members, and the SFU with both participants,
+	// their tracks and the sizes their cameras arrive in.
+	bob := b.newPage(t, "bob", &steps)
+	bob.register(s, "bob", "bob-password")
+	alice.open(s.URL+"/", `.room-open`)
+	alice.click("open Ops", `.room-open`)
+	alice.waitJS("Ops open", `document.getElementById('room-title')?.textContent === 'Ops'`, 20*time.Second)
+	alice.do("invite bob",
+		chromedp.Click(chromedp.ID("invite-toggle")),
+		chromedp.SendKeys(chromedp.ID("invite-user"), "@bob:"+s.ServerName),
+		chromedp.Click(chromedp.ID("invite-send")))
+	bob.waitJS("the invite", `!!document.querySelector('button[aria-label="Accept invite to Ops"]')`, 30*time.Second)
+	bob.click("accept the invite", `button[aria-label="Accept invite to Ops"]`)
+	bob.waitJS("Ops open", `document.getElementById('room-title')?.textContent === 'Ops'`, 30*time.Second)
+	for _, p := range []*page{alice, bob} {
+		p.do("join the call", chromedp.Click(chromedp.CSS(`.tabs button[data-panel="call"]`)), chromedp.WaitVisible(chromedp.ID("gc-join")),
+			chromedp.Click(chromedp.ID("gc-join")))
+		p.waitJS("in the call", `document.getElementById('gc-status')?.textContent === 'In the call'`, 60*time.Second)
+	}
+	for _, p := range []*page{alice, bob} {
+		p.waitJS("two tiles", `document.querySelectorAll('#gc-grid .gc-tile').length === 2`, 60*time.Second)
+	}
+	users := []string{"@alice:" + s.ServerName, "@bob:" + s.ServerName}
+	// The page refreshes every 10 s; while the condition is false, the
+	// Refresh button refreshes it every second.
+	refreshed := func(cond string) string {
+		return `(() => { const ok = ` + cond + `;
+			if (!ok && !(Date.now() - window.__refreshedAt < 1000)) {
+				window.__refreshedAt = Date.now();
+				document.getElementById('admin-refresh').click();
+			}
+			return ok; })()`
+	}
+	root.waitJS("the call listed", refreshed(`(`+figureJS("calls", "Calls")+`) === 1 && (`+figureJS("calls", "Participants")+`) === 2 &&
+		[...document.querySelectorAll('#admin-calls tbody tr')].map((r) => r.cells[1].textContent).sort().join(' ') === `+js(strings.Join(users, " "))), 30*time.Second)
+	root.waitJS("the SFU's load", refreshed(`(`+figureJS("sfu", "Participants")+`) === 2 && (`+figureJS("sfu", "Tracks")+`) >= 4 &&
+		(`+figureJS("sfu", "Down tracks")+`) >= 2 &&
+		[...document.querySelectorAll('#admin-sfu tbody tr')].filter((r) => /video \d+(\/\d+)* px/i.test(r.cells[3].textContent)).map((r) => r.cells[1].textContent.split(':').slice(0, 2).join(':')).sort().join(' ') === `+js(strings.Join(users, " "))), 60*time.Second)
+	root.do("scroll to the calls", chromedp.Evaluate[chromedp.Void](`document.getElementById('admin-calls').scrollIntoView()`))
+	root.shot("operator-live-call")
+	root.checkNames("operator page in a call")
+
 	// Opening a room leaves the page; the page stops refreshing.
 	root.do("back to rooms", chromedp.Click(chromedp.ID("admin-back")))
 	root.waitJS("the page closed", `!document.getElementById('admin-page') && location.hash === ''`, 10*time.Second)
+}
+
+// sfuStatus is the part of the operator status's "sfu" section the tests read.
+type sfuStatus struct {
+	Participants int `json:"participants"`
+	Tracks       int `json:"tracks"`
+	RoomList     []struct {
+		Participants []struct {
+			Identity string `json:"identity"`
+			Tracks   []struct {
+				Kind   string `json:"kind"`
+				Source string `json:"source"`
+				Layers []struct {
+					Layer   int    `json:"layer"`
+					Width   int    `json:"width"`
+					Height  int    `json:"height"`
+					Packets uint64 `json:"packets"`
+				} `json:"layers"`
+			} `json:"tracks"`
+		} `json:"participants"`
+	} `json:"room_list"`
+}
+
+// sfuStatus reads the SFU section of GET /_plexus/admin/v1/status as the
+// admin whose access token is given.
+func (s *server) sfuStatus(t *testing.T, token string) sfuStatus {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodGet, s.URL+"/_plexus/admin/v1/status", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	var out struct {
+		SFU sfuStatus `json:"sfu"`
+	}
+	if res.StatusCode != http.StatusOK {
+		t.Fatalf("status: HTTP %d", res.StatusCode)
+	}
+	if err := json.NewDecoder(res.Body).Decode(&out); err != nil {
+		t.Fatalf("status: %v", err)
+	}
+	return out.SFU
+}
+
+// cameraLayers are the sizes of the layers the SFU receives of the
+// user's camera ("WxH", lowest layer first), from the status API.
+func cameraLayers(st sfuStatus, user string) []string {
+	for _, r := range st.RoomList {
+		for _, p := range r.Participants {
+			if !strings.HasPrefix(p.Identity, user+":") {
+				continue
+			}
+			for _, tr := range p.Tracks {
+				if tr.Source != "CAMERA" {
+					continue
+				}
+				var out []string
+				for _, l := range tr.Layers {
+					out = append(out, fmt.Sprintf("%dx%d", l.Width, l.Height))
+				}
+				return out
+			}
+		}
+	}
+	return nil
 }

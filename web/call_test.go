@@ -34,6 +34,7 @@ func TestCall(t *testing.T) {
 					p.do("open settings", chromedp.Click(chromedp.ID("open-settings")), chromedp.WaitVisible(chromedp.ID("setting-relay-only")))
 					p.do("turn relay only on", chromedp.Click(chromedp.ID("setting-relay-only")))
 					p.shot("settings")
+					p.checkNames("settings dialog")
 					p.do("close settings", chromedp.Click(chromedp.ID("settings-close")), chromedp.WaitNotPresent(chromedp.CSS("dialog.settings")))
 				}
 			}
@@ -42,6 +43,7 @@ func TestCall(t *testing.T) {
 			alice.waitJS("calling", `document.getElementById('call-status')?.textContent === 'Calling bob…'`, 20*time.Second)
 			bob.waitJS("ringing", `document.getElementById('call-status')?.textContent === 'Incoming video call from alice'`, 20*time.Second)
 			bob.shot("ringing")
+			bob.checkNames("incoming call")
 			bob.do("answer", chromedp.Click(chromedp.ID("call-answer")))
 
 			for _, p := range []*page{alice, bob} {
@@ -57,6 +59,7 @@ func TestCall(t *testing.T) {
 					t.Errorf("%s: a direct call went through the relay", p.name)
 				}
 				p.shot("in-call")
+				p.checkNames("call view")
 			}
 
 			// The toggles turn the local tracks off and say so.

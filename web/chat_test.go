@@ -75,6 +75,7 @@ func TestChat(t *testing.T) {
 	bob.waitJS("alice's receipt", receiptShown("hi alice", "alice"), 20*time.Second)
 	alice.shot("chat")
 	bob.shot("chat")
+	alice.checkNames("chat view")
 
 	// Member list.
 	bob.waitJS("members", `(() => { const m = [...document.querySelectorAll('.member-panel .member')].map(e => e.textContent);
@@ -155,7 +156,9 @@ func TestLogin(t *testing.T) {
 	alice.register(s, "alice", "alice-password")
 	alice.do("create a room", chromedp.SendKeys(chromedp.ID("new-room-name"), "Notes"), chromedp.Click(chromedp.ID("create-room")))
 	alice.waitJS("the room open", `document.getElementById('room-title')?.textContent === 'Notes'`, 20*time.Second)
+	alice.checkNames("room list")
 	alice.do("log out", chromedp.Click(chromedp.ID("logout")), chromedp.WaitVisible(chromedp.ID("login-user")))
+	alice.checkNames("sign-in screen")
 
 	alice.do("wrong password",
 		chromedp.SendKeys(chromedp.ID("login-user"), "alice"),

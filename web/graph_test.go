@@ -145,6 +145,7 @@ func TestGraphView(t *testing.T) {
 		t.Error("an event node has no accessible name")
 	}
 	alice.shot("graph-details")
+	alice.checkNames("history graph")
 
 	// A new event arrives: the panel refreshes by itself.
 	s.send(t, token, roomID, "graph-live", "live event")

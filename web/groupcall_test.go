@@ -143,7 +143,8 @@ func tileJS(user string) string {
 // membership from the room.
 func TestGroupCall(t *testing.T) {
 	clearArtifacts(t)
-	s := startSFUServer(t)
+	s, data := startServerFlags(t, "--sfu=on", "--sfu-listen-ip", "127.0.0.1", "--sfu-udp-port", "0", "--sfu-tcp-port", "0")
+	addAdmin(t, s, data, "root", "root-password") // reads the SFU's status
 	b := newVoiceBrowser(t)
 	steps := 0
 	alice := b.newPage(t, "alice", &steps)
@@ -210,12 +211,17 @@ func TestGroupCall(t *testing.T) {
 		})
 		p.shot("in-call")
 	}
+	alice.checkNames("group call")
 
-	// Simulcast: the camera goes out in more than one encoding.
-	layers := eval[int](alice, `window.plexusDebug.publishedLayers()`)
-	if layers < 2 {
-		t.Errorf("alice publishes her camera in %d encodings, want simulcast (2 or more)", layers)
-	}
+	// Simulcast, as the SFU receives it: alice's camera arrives in three
+	// layers, each of its own size (read from the layers' VP8 key
+	// frames, not from what the client announced). The client captures
+	// 960x540 and asks for 320x180 and 640x360 layers below it; Chromium
+	// sends three simulcast layers from 960x540 up (two from 640x360),
+	// so all three go out unless its CPU adaptation scales the capture
+	// down, which the sizes would show.
+	sizes := waitCameraLayers(t, s, s.login(t, "root", "root-password"), users[alice], 3, 30*time.Second)
+	t.Logf("the SFU receives alice's camera in layers %v", sizes)
 
 	// Mute shows on the others' tiles; with bob and carol muted, alice
 	// is the active speaker everywhere (everyone's fake microphone talks).
@@ -267,6 +273,7 @@ func TestGroupCall(t *testing.T) {
 	bob.waitJS("one column", `(() => { const ts = [...document.querySelectorAll('#gc-grid .gc-tile')];
 		return ts.length === 2 && ts[0].getBoundingClientRect().left === ts[1].getBoundingClientRect().left; })()`, 10*time.Second)
 	bob.shot("phone")
+	bob.checkNames("group call on a phone")
 
 	// bob's tab crashes: no leave is sent, so the SFU drops him when his
 	// connection dies and the delayed leave (MSC4140) that his heartbeat
@@ -287,6 +294,40 @@ func TestGroupCall(t *testing.T) {
 	if logs := s.logText(); strings.Contains(logs, "level=ERROR") {
 		t.Errorf("the server logged errors:\n%s", grepLines(logs, "level=ERROR"))
 	}
+}
+
+// waitCameraLayers polls the operator status (as the admin whose token
+// is given) until the SFU receives the user's camera in n layers of
+// distinct sizes, and returns the sizes.
+func waitCameraLayers(t *testing.T, s *server, token, user string, n int, timeout time.Duration) []string {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	tick := time.NewTicker(250 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		sizes := cameraLayers(s.sfuStatus(t, token), user)
+		if distinctSizes(sizes) == n {
+			return sizes
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the SFU receives %s's camera in layers %v, want %d of distinct sizes", user, sizes, n)
+		}
+		<-tick.C // the poll interval of a wait with a deadline
+	}
+}
+
+// distinctSizes counts the layers of known, distinct sizes that grow
+// from each layer to the next; 0 if any is unknown or out of order.
+func distinctSizes(sizes []string) int {
+	prev := 0
+	for _, s := range sizes {
+		var w, h int
+		if _, err := fmt.Sscanf(s, "%dx%d", &w, &h); err != nil || w == 0 || h == 0 || w <= prev {
+			return 0
+		}
+		prev = w
+	}
+	return len(sizes)
 }
 
 // grepLines returns the lines of s that contain sub.

@@ -185,6 +185,7 @@ func TestScene(t *testing.T) {
 	for _, p := range []*page{alice, bob, carol} {
 		p.shot("scene-joined")
 	}
+	alice.checkNames("scene")
 
 	// Keyboard: alice walks right; the others see her avatar move.
 	aliceID := eval[string](alice, `window.plexusDebug.scene.identity()`)

@@ -43,9 +43,15 @@ func (l *lateSFU) Status(context.Context) (any, error) {
 		for _, p := range r.Participants {
 			tracks := []map[string]any{}
 			for _, t := range p.Tracks {
+				layers := []map[string]any{}
+				for _, l := range t.Layers {
+					layers = append(layers, map[string]any{
+						"layer": l.Layer, "width": l.Width, "height": l.Height, "packets": l.Packets, "active": l.Active,
+					})
+				}
 				tracks = append(tracks, map[string]any{
 					"sid": t.SID, "kind": t.Kind, "mime_type": t.MimeType, "source": t.Source,
-					"muted": t.Muted, "subscribers": t.Subscribers,
+					"muted": t.Muted, "subscribers": t.Subscribers, "layers": layers,
 				})
 			}
 			parts = append(parts, map[string]any{

@@ -122,6 +122,23 @@ func parseVP8(p []byte) (vp8Desc, error) {
 	return d, nil
 }
 
+// vp8FrameSize reads the frame size from the start of a VP8 key frame (the
+// payload after the descriptor). RFC 6386 section 9.1: a 3-byte frame tag,
+// the start code 9d 01 2a, then width and height as 14-bit little-endian
+// values, each topped by 2 scaling bits. These 10 bytes are what LiveKit's
+// frame cryptor leaves in the clear, so the size is readable under E2EE.
+func vp8FrameSize(f []byte) (width, height uint16, ok bool) {
+	if len(f) < 10 || f[0]&0x01 != 0 || f[3] != 0x9d || f[4] != 0x01 || f[5] != 0x2a {
+		return 0, 0, false
+	}
+	width = (uint16(f[6]) | uint16(f[7])<<8) & 0x3fff
+	height = (uint16(f[8]) | uint16(f[9])<<8) & 0x3fff
+	if width == 0 || height == 0 {
+		return 0, 0, false
+	}
+	return width, height, true
+}
+
 // rewrite writes the munged PictureID, TL0PICIDX and KEYIDX into p, a copy
 // of the payload d was parsed from. The field widths stay as the publisher
 // sent them, so the payload length never changes.

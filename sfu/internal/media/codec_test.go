@@ -3,6 +3,8 @@ package media
 import (
 	"bytes"
 	"testing"
+
+	"github.com/pion/rtp"
 )
 
 func TestParseVP8(t *testing.T) {
@@ -164,6 +166,60 @@ func TestREDPrimary(t *testing.T) {
 	}
 }
 
+func TestVP8FrameSize(t *testing.T) {
+	tests := []struct {
+		name  string
+		frame []byte
+		w, h  uint16
+		ok    bool
+	}{
+		{"320x180", []byte{0x00, 0x00, 0x00, 0x9d, 0x01, 0x2a, 0x40, 0x01, 0xb4, 0x00}, 320, 180, true},
+		{"960x540, scaling bits set", []byte{0x10, 0x02, 0x00, 0x9d, 0x01, 0x2a, 0xc0, 0x43, 0x1c, 0xc2}, 960, 540, true},
+		{"inter frame", []byte{0x01, 0x00, 0x00, 0x9d, 0x01, 0x2a, 0x40, 0x01, 0xb4, 0x00}, 0, 0, false},
+		{"no start code", []byte{0x00, 0x00, 0x00, 0x9d, 0x01, 0x2b, 0x40, 0x01, 0xb4, 0x00}, 0, 0, false},
+		{"truncated", []byte{0x00, 0x00, 0x00, 0x9d, 0x01, 0x2a, 0x40, 0x01, 0xb4}, 0, 0, false},
+		{"zero width", []byte{0x00, 0x00, 0x00, 0x9d, 0x01, 0x2a, 0x00, 0x00, 0xb4, 0x00}, 0, 0, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			w, h, ok := vp8FrameSize(tt.frame)
+			if w != tt.w || h != tt.h || ok != tt.ok {
+				t.Fatalf("vp8FrameSize = %d, %d, %v; want %d, %d, %v", w, h, ok, tt.w, tt.h, tt.ok)
+			}
+		})
+	}
+}
+
+// TestReceivedLayerSizes: a Receiver reports each layer's size from its
+// key frames as received, whatever the publisher announced.
+func TestReceivedLayerSizes(t *testing.T) {
+	r := NewReceiver(ReceiverConfig{TrackID: "TR_v", Codec: vp8Codec, Layers: testLayers})
+	t.Cleanup(r.Close)
+	f := newFeeder(t, r, 111, 222, 333)
+	key := func(w, h uint16) []byte {
+		p := vp8Payload(1, 1, 1, true, true, 40)
+		// The size follows the 6-byte descriptor, the frame tag and the start code.
+		p[12], p[13], p[14], p[15] = byte(w), byte(w>>8), byte(h), byte(h>>8)
+		return p
+	}
+	f.feed(0, rtpRaw(t, rtp.Header{SSRC: 111, SequenceNumber: 1, PayloadType: 96}, key(160, 90)))
+	f.feed(1, rtpRaw(t, rtp.Header{SSRC: 222, SequenceNumber: 1, PayloadType: 96}, key(480, 270)))
+	// An inter frame on layer 2 says nothing of its size.
+	f.feed(2, rtpRaw(t, rtp.Header{SSRC: 333, SequenceNumber: 1, PayloadType: 96}, vp8Payload(1, 1, 1, true, false, 40)))
+	got := r.Stats().Layers
+	want := [][2]int{{160, 90}, {480, 270}, {0, 0}}
+	for l, w := range want {
+		if got[l].Width != w[0] || got[l].Height != w[1] {
+			t.Errorf("layer %d: %dx%d, want %dx%d", l, got[l].Width, got[l].Height, w[0], w[1])
+		}
+	}
+	// A later key frame of another size replaces the first.
+	f.feed(0, rtpRaw(t, rtp.Header{SSRC: 111, SequenceNumber: 2, PayloadType: 96}, key(320, 180)))
+	if l := r.Stats().Layers[0]; l.Width != 320 || l.Height != 180 {
+		t.Errorf("layer 0 after a new key frame: %dx%d, want 320x180", l.Width, l.Height)
+	}
+}
+
 func FuzzParseVP8(f *testing.F) {
 	f.Add(vp8Payload(0x1234, 7, 9, true, true, 20))
 	f.Add([]byte{0x90, 0x80, 0x05, 0x01})
@@ -172,6 +228,9 @@ func FuzzParseVP8(f *testing.F) {
 		d, err := parseVP8(p)
 		if err != nil {
 			return
+		}
+		if w, h, ok := vp8FrameSize(p[min(d.hdrLen, len(p)):]); ok && (w == 0 || h == 0 || w > 0x3fff || h > 0x3fff) {
+			t.Fatalf("frame size %dx%d", w, h)
 		}
 		if d.hdrLen > len(p) || d.hdrLen < 1 {
 			t.Fatalf("hdrLen %d for %d bytes", d.hdrLen, len(p))

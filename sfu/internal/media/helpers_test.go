@@ -131,7 +131,8 @@ func vp8Payload(pic uint16, tl0, keyIdx uint8, start, key bool, size int) []byte
 	if start {
 		if key {
 			// Frame tag with P=0, then the key frame start code and a
-			// 320x180 size (RFC 6386 9.1) – not that anything reads it.
+			// 320x180 size (RFC 6386 9.1), which the Receiver reports as the
+			// layer's received size.
 			p = append(p, 0x00, 0x00, 0x00, 0x9d, 0x01, 0x2a, 0x40, 0x01, 0xb4, 0x00)
 		} else {
 			p = append(p, 0x01, 0x00, 0x00)

@@ -51,6 +51,10 @@ type LayerStats struct {
 	Lost           uint64 // sequence-number gaps
 	Bitrate        int    // bits per second over the last second
 	Active         bool   // packets arrived within the last 1.5 s
+	// Width and Height are the size of the layer's last key frame as
+	// received, 0 where unknown (codecs other than VP8, or no key frame
+	// yet): what the publisher really sends, not what it announced.
+	Width, Height int
 }
 
 // ReceiverStats are a Receiver's counters, summed over layers and per layer.
@@ -110,6 +114,7 @@ type layerState struct {
 	bytes   atomic.Uint64
 	lost    atomic.Uint64
 	bitrate atomic.Int64
+	size    atomic.Uint32 // last key frame's width<<16 | height, 0 = unknown
 }
 
 // NewReceiver makes a Receiver; add the incoming tracks with AddLayer.
@@ -230,6 +235,8 @@ func (r *Receiver) Stats() ReceiverStats {
 			Lost:    ls.lost.Load(),
 			Bitrate: int(ls.bitrate.Load()),
 		}
+		size := ls.size.Load()
+		l.Width, l.Height = int(size>>16), int(size&0xffff)
 		last := ls.last.Load()
 		l.Active = last != 0 && now-last < int64(layerTimeout)
 		s.Layers[i] = l
@@ -409,6 +416,11 @@ func (r *Receiver) handle(layer Layer, raw []byte, p *rtp.Packet, sc *scratch) {
 	pi := &sc.info
 	if !r.inspect(layer, p, pi) {
 		return
+	}
+	if pi.key && pi.hasVP8 {
+		if w, h, ok := vp8FrameSize(pi.payload[pi.vp8.hdrLen:]); ok {
+			ls.size.Store(uint32(w)<<16 | uint32(h))
+		}
 	}
 	if pi.hasLevel {
 		r.audio.observe(pi.level&0x7f, now)

@@ -432,6 +432,18 @@ type TrackInfo struct {
 	SID, Kind, MimeType, Source string
 	Muted                       bool
 	Subscribers                 int
+	// Layers are the layers media arrived on, lowest first: one for an
+	// audio or single-layer track, up to three for simulcast video.
+	Layers []TrackLayer
+}
+
+// TrackLayer is one layer of a published track as the SFU receives it.
+type TrackLayer struct {
+	Layer   int // 0 is the lowest quality
+	Width   int // of its last key frame; 0 if unknown (not VP8, no key frame yet)
+	Height  int // likewise
+	Packets uint64
+	Active  bool // packets arrived within the last 1.5 s
 }
 
 // Rooms lists the rooms.
@@ -451,7 +463,13 @@ func (m *Manager) Rooms() []RoomInfo {
 				info := t.Info()
 				ti := TrackInfo{SID: t.sid, Kind: t.kind.String(), MimeType: info.MimeType, Source: info.Source.String(), Muted: info.Muted}
 				if rc := t.Receiver(); rc != nil {
-					ti.Subscribers = rc.Stats().DownTracks
+					st := rc.Stats()
+					ti.Subscribers = st.DownTracks
+					for l, ls := range st.Layers {
+						if ls.Packets > 0 {
+							ti.Layers = append(ti.Layers, TrackLayer{Layer: l, Width: ls.Width, Height: ls.Height, Packets: ls.Packets, Active: ls.Active})
+						}
+					}
 				}
 				pi.Tracks = append(pi.Tracks, ti)
 			}

@@ -144,13 +144,19 @@ function callsSection(calls, app) {
     table('Call members (MatrixRTC memberships)', ['Room', 'User', 'Device', 'Joined', 'Expires'], rows, 'No calls right now.'));
 }
 
+/** widths are the widths of a video track's layers as the SFU receives them (" 320/640/960 px"), or nothing. */
+function widths(t) {
+  const w = (t.layers || []).filter((l) => l.width).map((l) => l.width);
+  return w.length ? ` ${w.join('/')} px` : '';
+}
+
 function sfuSection(st) {
   const rows = [];
   for (const r of st.room_list || []) {
     const parts = r.participants || [];
     if (!parts.length) rows.push([r.name, '–', '–', '–']);
     for (const p of parts) {
-      const tracks = (p.tracks || []).map((t) => `${t.kind}${t.muted ? ' (muted)' : ''} → ${t.subscribers}`).join(', ') || 'none';
+      const tracks = (p.tracks || []).map((t) => `${t.kind}${widths(t)}${t.muted ? ' (muted)' : ''} → ${t.subscribers}`).join(', ') || 'none';
       rows.push([r.name, p.identity, time(p.joined_at), tracks]);
     }
   }
