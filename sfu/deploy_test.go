@@ -6,68 +6,12 @@ package sfu
 // --sfu-tcp-port and --sfu-external-ip).
 
 import (
-	"encoding/json"
 	"net"
 	"testing"
 	"time"
 
-	"github.com/livekit/protocol/livekit"
-	"github.com/pion/ice/v4"
 	"github.com/pion/webrtc/v4"
 )
-
-// subscriberOn is rawSubscriber (renegotiate_test.go) with the client's
-// ICE settings given: a pion peer connection built from se answers the
-// server's subscriber offers over raw LiveKit signalling.
-func (e *env) subscriberOn(t *testing.T, room, identity string, se webrtc.SettingEngine) *rawSubscriber {
-	t.Helper()
-	rc, join := e.raw(t, room, identity)
-	pc, err := webrtc.NewAPI(webrtc.WithSettingEngine(se)).NewPeerConnection(webrtc.Configuration{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := &rawSubscriber{
-		t: t, e: e, room: room, identity: identity, sid: join.GetParticipant().GetSid(), pc: pc,
-		ws: rc.ws, done: make(chan struct{}), rtp: map[string]int{},
-	}
-	s.answer.Store(true)
-	pc.OnICECandidate(func(c *webrtc.ICECandidate) {
-		if c == nil {
-			return
-		}
-		b, _ := json.Marshal(c.ToJSON())
-		_ = s.send(&livekit.SignalRequest{Message: &livekit.SignalRequest_Trickle{Trickle: &livekit.TrickleRequest{
-			CandidateInit: string(b), Target: livekit.SignalTarget_SUBSCRIBER,
-		}}})
-	})
-	pc.OnTrack(func(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
-		for {
-			if _, _, err := tr.ReadRTP(); err != nil {
-				return
-			}
-			s.mu.Lock()
-			s.rtp[tr.ID()]++
-			s.mu.Unlock()
-		}
-	})
-	go s.loop(s.ws, s.done)
-	t.Cleanup(func() {
-		s.drop()
-		_ = pc.Close()
-	})
-	return s
-}
-
-// loopbackClient is a client's ICE settings on loopback, without mDNS,
-// gathering only the given network types.
-func loopbackClient(types ...webrtc.NetworkType) webrtc.SettingEngine {
-	var se webrtc.SettingEngine
-	se.SetIncludeLoopbackCandidate(true)
-	se.SetIPFilter(func(ip net.IP) bool { return ip.IsLoopback() })
-	se.SetNetworkTypes(types)
-	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
-	return se
-}
 
 // selectedPair is the subscriber connection's selected ICE candidate
 // pair, nil before there is one.
@@ -117,7 +61,7 @@ func TestICEOverTCP(t *testing.T) {
 	publishAudio(t, alice)
 	track := e.onlyTrack(t)
 
-	bob := e.subscriberOn(t, "r1", "bob", loopbackClient(webrtc.NetworkTypeTCP4))
+	bob := e.subscriberOn(t, "r1", "bob", true, loopbackClient(webrtc.NetworkTypeTCP4))
 	bob.subscribe(track, true)
 	await(t, 20*time.Second, "bob receives alice's audio over ICE-TCP", func() bool { return bob.packets(track) > 25 })
 
@@ -155,7 +99,7 @@ func TestExternalIPAdvertised(t *testing.T) {
 	publishAudio(t, alice)
 	track := e.onlyTrack(t)
 
-	bob := e.subscriberOn(t, "r1", "bob", loopbackClient(webrtc.NetworkTypeUDP4))
+	bob := e.subscriberOn(t, "r1", "bob", true, loopbackClient(webrtc.NetworkTypeUDP4))
 	bob.subscribe(track, true)
 	await(t, 20*time.Second, "bob receives alice's audio", func() bool { return bob.packets(track) > 25 })
 

@@ -46,12 +46,16 @@ type rawSubscriber struct {
 
 func (e *env) rawSubscriber(t *testing.T, room, identity string, answer bool) *rawSubscriber {
 	t.Helper()
+	return e.subscriberOn(t, room, identity, answer, loopbackClient(webrtc.NetworkTypeUDP4))
+}
+
+// subscriberOn is rawSubscriber with the client's ICE settings given: a
+// pion peer connection built from se answers the server's subscriber
+// offers (or, with answer false, leaves them unanswered) over raw
+// LiveKit signalling.
+func (e *env) subscriberOn(t *testing.T, room, identity string, answer bool, se webrtc.SettingEngine) *rawSubscriber {
+	t.Helper()
 	rc, join := e.raw(t, room, identity)
-	var se webrtc.SettingEngine
-	se.SetIncludeLoopbackCandidate(true)
-	se.SetIPFilter(func(ip net.IP) bool { return ip.IsLoopback() })
-	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
-	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
 	pc, err := webrtc.NewAPI(webrtc.WithSettingEngine(se)).NewPeerConnection(webrtc.Configuration{})
 	if err != nil {
 		t.Fatal(err)
@@ -86,6 +90,17 @@ func (e *env) rawSubscriber(t *testing.T, room, identity string, answer bool) *r
 		_ = pc.Close()
 	})
 	return s
+}
+
+// loopbackClient is a client's ICE settings on loopback, without mDNS,
+// gathering only the given network types.
+func loopbackClient(types ...webrtc.NetworkType) webrtc.SettingEngine {
+	var se webrtc.SettingEngine
+	se.SetIncludeLoopbackCandidate(true)
+	se.SetIPFilter(func(ip net.IP) bool { return ip.IsLoopback() })
+	se.SetNetworkTypes(types)
+	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
+	return se
 }
 
 // drop closes the signalling connection and waits for its reader.

@@ -3,6 +3,9 @@ package signalling_test
 import (
 	"context"
 	"crypto/ed25519"
+	"io"
+	"net/http"
+	"strings"
 	"testing"
 
 	"github.com/rs/zerolog"
@@ -111,4 +114,28 @@ func register(t *testing.T, srv *testServer, name string) *mautrix.Client {
 	}
 	c.UserID, c.AccessToken, c.DeviceID = resp.UserID, resp.AccessToken, resp.DeviceID
 	return c
+}
+
+// rawRequest sends body (a JSON document, or none if empty) with c's
+// access token and returns the status and the response body.
+func rawRequest(t *testing.T, c *mautrix.Client, method, url, body string) (int, []byte) {
+	t.Helper()
+	req, err := http.NewRequest(method, url, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+c.AccessToken)
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.StatusCode, b
 }

@@ -3,7 +3,6 @@ package signalling_test
 import (
 	"context"
 	"encoding/json"
-	"io"
 	"net/http"
 	"testing"
 
@@ -32,24 +31,10 @@ func startStatusServer(t *testing.T, backend string, sources map[string]signalli
 	})
 }
 
-// getAs GETs path with c's access token.
+// getAs GETs the url with c's access token.
 func getAs(t *testing.T, c *mautrix.Client, url string) (int, []byte) {
 	t.Helper()
-	req, err := http.NewRequest("GET", url, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Authorization", "Bearer "+c.AccessToken)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return resp.StatusCode, b
+	return rawRequest(t, c, http.MethodGet, url, "")
 }
 
 func TestOperatorStatus(t *testing.T) {

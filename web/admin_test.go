@@ -97,20 +97,8 @@ func TestOperatorPage(t *testing.T) {
 	// Federation: a to-device message for a user of a server that does
 	// not exist queues an EDU to it, which fails and backs off.
 	token := s.login(t, "alice", "alice-password")
-	req, err := http.NewRequest(http.MethodPut, s.URL+"/_matrix/client/v3/sendToDevice/org.plexus.test/t1",
-		strings.NewReader(`{"messages":{"@dave:nowhere.invalid":{"*":{"hello":"dave"}}}}`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Authorization", "Bearer "+token)
-	res, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	res.Body.Close()
-	if res.StatusCode != http.StatusOK {
-		t.Fatalf("sendToDevice: status %d", res.StatusCode)
-	}
+	apiPut(t, s.URL+"/_matrix/client/v3/sendToDevice/org.plexus.test/t1", token,
+		strings.NewReader(`{"messages":{"@dave:nowhere.invalid":{"*":{"hello":"dave"}}}}`), "sendToDevice")
 
 	// root: the link, then the page.
 	root.login(s, "root", "root-password")
@@ -238,15 +226,7 @@ type sfuStatus struct {
 // admin whose access token is given.
 func (s *server) sfuStatus(t *testing.T, token string) sfuStatus {
 	t.Helper()
-	req, err := http.NewRequest(http.MethodGet, s.URL+"/_plexus/admin/v1/status", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Authorization", "Bearer "+token)
-	res, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
+	res := apiDo(t, http.MethodGet, s.URL+"/_plexus/admin/v1/status", token, nil)
 	defer res.Body.Close()
 	var out struct {
 		SFU sfuStatus `json:"sfu"`

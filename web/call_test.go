@@ -22,13 +22,7 @@ func TestCall(t *testing.T) {
 		{"relay", true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			clearArtifacts(t)
-			s := startServer(t)
-			b := newBrowser(t)
-			steps := 0
-			alice := b.newPage(t, "alice", &steps)
-			bob := b.newPage(t, "bob", &steps)
-			roomID := pair(t, s, alice, bob)
+			s, alice, bob, roomID := startPair(t)
 			if tc.relay {
 				for _, p := range []*page{alice, bob} {
 					p.do("open settings", chromedp.Click(chromedp.ID("open-settings")), chromedp.WaitVisible(chromedp.ID("setting-relay-only")))
@@ -137,13 +131,7 @@ func TestCallGlare(t *testing.T) {
 		{"bob's call is the lesser", "glare-2", "glare-1"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			clearArtifacts(t)
-			s := startServer(t)
-			b := newBrowser(t)
-			steps := 0
-			alice := b.newPage(t, "alice", &steps)
-			bob := b.newPage(t, "bob", &steps)
-			roomID := pair(t, s, alice, bob)
+			s, alice, bob, roomID := startPair(t)
 			token := s.login(t, "alice", "alice-password")
 			aliceID, bobID := "@alice:"+s.ServerName, "@bob:"+s.ServerName
 

@@ -31,6 +31,19 @@ func pair(t *testing.T, s *server, alice, bob *page) string {
 	return roomID
 }
 
+// startPair starts a server and a browser with a page each for alice
+// and bob, and pairs them in a room (pair), whose ID it returns.
+func startPair(t *testing.T) (s *server, alice, bob *page, roomID string) {
+	t.Helper()
+	clearArtifacts(t)
+	s = startServer(t)
+	b := newBrowser(t)
+	steps := 0
+	alice = b.newPage(t, "alice", &steps)
+	bob = b.newPage(t, "bob", &steps)
+	return s, alice, bob, pair(t, s, alice, bob)
+}
+
 // messageShown is a JavaScript test for a message with the text in the timeline.
 func messageShown(text string) string {
 	return `[...document.querySelectorAll('.ev.message .body')].some(e => e.textContent === ` + js(text) + `)`
@@ -46,13 +59,7 @@ func receiptShown(text, reader string) string {
 // the realtime connection, see each other typing, see read receipts and
 // the member list, scroll back through history, and one leaves.
 func TestChat(t *testing.T) {
-	clearArtifacts(t)
-	s := startServer(t)
-	b := newBrowser(t)
-	steps := 0
-	alice := b.newPage(t, "alice", &steps)
-	bob := b.newPage(t, "bob", &steps)
-	roomID := pair(t, s, alice, bob)
+	s, alice, bob, roomID := startPair(t)
 
 	// Typing: alice types, bob sees it before anything is sent.
 	alice.do("type to bob", chromedp.SendKeys(chromedp.ID("composer"), "hello bob"))

@@ -46,16 +46,8 @@ func callFocus(p *page, roomID string) focusInfo {
 // Client-Server API with the token.
 func memberContent(t *testing.T, base, token, roomID, stateKey string) map[string]any {
 	t.Helper()
-	req, err := http.NewRequest(http.MethodGet, base+"/_matrix/client/v3/rooms/"+url.PathEscape(roomID)+
-		"/state/org.matrix.msc3401.call.member/"+url.PathEscape(stateKey), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Authorization", "Bearer "+token)
-	res, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
+	res := apiDo(t, http.MethodGet, base+"/_matrix/client/v3/rooms/"+url.PathEscape(roomID)+
+		"/state/org.matrix.msc3401.call.member/"+url.PathEscape(stateKey), token, nil)
 	defer res.Body.Close()
 	var c map[string]any
 	if err := json.NewDecoder(res.Body).Decode(&c); err != nil || res.StatusCode != http.StatusOK {
@@ -285,20 +277,9 @@ func TestGroupCallFocusFallback(t *testing.T) {
 			"type": "livekit", "livekit_service_url": rs.URL, "livekit_alias": roomID,
 		}},
 	})
-	req, err := http.NewRequest(http.MethodPut, s.URL+"/_matrix/client/v3/rooms/"+url.PathEscape(roomID)+
-		"/state/org.matrix.msc3401.call.member/"+url.PathEscape(otherKey), bytes.NewReader(content))
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Authorization", "Bearer "+token)
-	res, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	res.Body.Close()
-	if res.StatusCode != http.StatusOK {
-		t.Fatalf("sending the other device's membership: %d", res.StatusCode)
-	}
+	apiPut(t, s.URL+"/_matrix/client/v3/rooms/"+url.PathEscape(roomID)+
+		"/state/org.matrix.msc3401.call.member/"+url.PathEscape(otherKey), token, bytes.NewReader(content),
+		"sending the other device's membership")
 
 	alice.do("open the call panel", chromedp.Click(chromedp.CSS(`.tabs button[data-panel="call"]`)), chromedp.WaitVisible(chromedp.ID("gc-join")))
 	alice.waitJS("the other device in the call", `document.getElementById('gc-present')?.dataset.users === `+js(aliceID), 30*time.Second)

@@ -48,15 +48,7 @@ type graphEvent struct {
 // with token sees it.
 func (s *server) roomGraph(t *testing.T, token, roomID string) []graphEvent {
 	t.Helper()
-	req, err := http.NewRequest(http.MethodGet, s.URL+"/_plexus/client/v1/rooms/"+url.PathEscape(roomID)+"/graph?limit=1000", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Authorization", "Bearer "+token)
-	res, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
+	res := apiDo(t, http.MethodGet, s.URL+"/_plexus/client/v1/rooms/"+url.PathEscape(roomID)+"/graph?limit=1000", token, nil)
 	defer res.Body.Close()
 	var out struct {
 		Events []graphEvent `json:"events"`

@@ -6,7 +6,9 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -258,7 +260,15 @@ func (s *server) login(t *testing.T, user, password string) string {
 func (s *server) send(t *testing.T, token, roomID, txn, text string) {
 	t.Helper()
 	body, _ := json.Marshal(map[string]string{"msgtype": "m.text", "body": text})
-	req, err := http.NewRequest(http.MethodPut, s.URL+"/_matrix/client/v3/rooms/"+roomID+"/send/m.room.message/"+txn, bytes.NewReader(body))
+	apiPut(t, s.URL+"/_matrix/client/v3/rooms/"+roomID+"/send/m.room.message/"+txn, token, bytes.NewReader(body), "send")
+}
+
+// apiDo makes an HTTP request to the server's API with the access token
+// as its bearer and returns the answer, whatever its status; the caller
+// closes the body.
+func apiDo(t *testing.T, method, url, token string, body io.Reader) *http.Response {
+	t.Helper()
+	req, err := http.NewRequest(method, url, body)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -267,9 +277,17 @@ func (s *server) send(t *testing.T, token, roomID, txn, text string) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return res
+}
+
+// apiPut PUTs the body to the url with the access token, and fails the
+// test (naming the request by what) unless the answer is 200 OK.
+func apiPut(t *testing.T, url, token string, body io.Reader, what string) {
+	t.Helper()
+	res := apiDo(t, http.MethodPut, url, token, body)
 	res.Body.Close()
 	if res.StatusCode != http.StatusOK {
-		t.Fatalf("send: status %d", res.StatusCode)
+		t.Fatalf("%s: status %d", what, res.StatusCode)
 	}
 }
 
@@ -394,7 +412,14 @@ var unsafeName = regexp.MustCompile(`[^A-Za-z0-9_.-]+`)
 
 // artifactDir is the test's screenshot folder, testdata/artifacts/<test
 // name> (gitignored; clearArtifacts empties it when a test starts).
+//
+// With -artifacts (go test -artifacts -outputdir DIR ./web/) they go to
+// the test's own artifact folder under DIR (testing.T.ArtifactDir);
+// otherwise to testdata/artifacts/<test>, kept to be looked at.
 func artifactDir(t *testing.T) string {
+	if f := flag.Lookup("test.artifacts"); f != nil && f.Value.String() == "true" {
+		return t.ArtifactDir()
+	}
 	return filepath.Join("testdata", "artifacts", unsafeName.ReplaceAllString(t.Name(), "_"))
 }
 

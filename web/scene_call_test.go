@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"net/http"
 	"net/url"
 	"testing"
 	"time"
@@ -20,28 +19,8 @@ import (
 // it attached to that same world, once; leaving the call ends it, and
 // the next call starts from the SFU's new snapshot.
 func TestSceneAfterCallJoin(t *testing.T) {
-	clearArtifacts(t)
-	s := startSFUServer(t)
-	b := newBrowser(t)
-	steps := 0
-	alice := b.newPage(t, "alice", &steps)
-	bob := b.newPage(t, "bob", &steps)
-	carol := b.newPage(t, "carol", &steps)
-	for _, p := range []*page{alice, bob, carol} {
-		p.register(s, p.name, p.name+"-password")
-	}
-	alice.do("create the room",
-		chromedp.SendKeys(chromedp.ID("new-room-name"), "Scene"),
-		chromedp.SendKeys(chromedp.ID("new-room-alias"), "scene"),
-		chromedp.Click(chromedp.ID("create-room")))
-	alice.waitJS("the new room open", `document.getElementById('room-title')?.textContent === 'Scene'`, 30*time.Second)
-	roomID := eval[string](alice, `document.querySelector('.room.active .room-open')?.dataset.roomId || ''`)
-	if roomID == "" {
-		t.Fatal("no active room in alice's list")
-	}
-	alias := "#scene:" + s.ServerName
-	bob.joinByAlias(alias, "Scene")
-	carol.joinByAlias(alias, "Scene")
+	r := startSceneRoom(t)
+	s, alice, bob, carol, roomID := r.s, r.alice, r.bob, r.carol, r.roomID
 
 	alice.openScene(0)
 	bob.openScene(1)
@@ -178,17 +157,5 @@ func putWorldState(t *testing.T, s *server, token, roomID string, content any) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	req, err := http.NewRequest(http.MethodPut, s.URL+"/_matrix/client/v3/rooms/"+url.PathEscape(roomID)+"/state/org.plexus.world/", bytes.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Authorization", "Bearer "+token)
-	res, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	res.Body.Close()
-	if res.StatusCode != http.StatusOK {
-		t.Fatalf("PUT org.plexus.world: status %d", res.StatusCode)
-	}
+	apiPut(t, s.URL+"/_matrix/client/v3/rooms/"+url.PathEscape(roomID)+"/state/org.plexus.world/", token, bytes.NewReader(body), "PUT org.plexus.world")
 }

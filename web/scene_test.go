@@ -146,31 +146,8 @@ func key(code string, vk int64, down bool) chromedp.Action[chromedp.Void] {
 // the world into the room, and in the next call (fresh pages) the
 // objects are still where they were.
 func TestScene(t *testing.T) {
-	clearArtifacts(t)
-	s := startSFUServer(t)
-	b := newBrowser(t)
-	steps := 0
-	alice := b.newPage(t, "alice", &steps)
-	bob := b.newPage(t, "bob", &steps)
-	carol := b.newPage(t, "carol", &steps)
-	for _, p := range []*page{alice, bob, carol} {
-		p.register(s, p.name, p.name+"-password")
-	}
-
-	// A public room: the others join by its address. Rooms the client
-	// creates let every member write the world (org.plexus.world at 0).
-	alias := "#scene:" + s.ServerName
-	alice.do("create the room",
-		chromedp.SendKeys(chromedp.ID("new-room-name"), "Scene"),
-		chromedp.SendKeys(chromedp.ID("new-room-alias"), "scene"),
-		chromedp.Click(chromedp.ID("create-room")))
-	alice.waitJS("the new room open", `document.getElementById('room-title')?.textContent === 'Scene'`, 30*time.Second)
-	roomID := eval[string](alice, `document.querySelector('.room.active .room-open')?.dataset.roomId || ''`)
-	if roomID == "" {
-		t.Fatal("no active room in alice's list")
-	}
-	bob.joinByAlias(alias, "Scene")
-	carol.joinByAlias(alias, "Scene")
+	r := startSceneRoom(t)
+	s, alice, bob, carol, roomID := r.s, r.alice, r.bob, r.carol, r.roomID
 
 	alice.openScene(0)
 	bob.openScene(1)
@@ -278,10 +255,10 @@ func TestScene(t *testing.T) {
 
 	// A late joiner sees both where they were left (the SFU's snapshot).
 	// Dave is on a phone-sized screen.
-	dave := b.newPage(t, "dave", &steps)
+	dave := r.b.newPage(t, "dave", &r.steps)
 	dave.do("phone screen", chromedp.EmulateViewport(390, 844, chromedp.EmulateMobile))
 	dave.register(s, "dave", "dave-password")
-	dave.joinByAlias(alias, "Scene")
+	dave.joinByAlias(r.alias, "Scene")
 	dave.openScene(3)
 	dave.waitJS("obj/1 where alice left it", objectAt("obj/1", moved), 30*time.Second)
 	dave.waitJS("obj/2 where bob left it", objectAt("obj/2", dragged), 30*time.Second)
@@ -387,17 +364,49 @@ type sceneWorld struct {
 	} `json:"entries"`
 }
 
+// sceneRoom is where the scene tests start: a server with the SFU, and
+// alice, bob and carol signed up in pages of one browser and in the
+// public room "Scene", which alice created and the others joined by its
+// address.
+type sceneRoom struct {
+	s                 *server
+	b                 *browser
+	steps             int // counts the screenshots of every page, for pages opened later
+	alice, bob, carol *page
+	roomID, alias     string
+}
+
+func startSceneRoom(t *testing.T) *sceneRoom {
+	t.Helper()
+	clearArtifacts(t)
+	r := &sceneRoom{s: startSFUServer(t), b: newBrowser(t)}
+	r.alice = r.b.newPage(t, "alice", &r.steps)
+	r.bob = r.b.newPage(t, "bob", &r.steps)
+	r.carol = r.b.newPage(t, "carol", &r.steps)
+	for _, p := range []*page{r.alice, r.bob, r.carol} {
+		p.register(r.s, p.name, p.name+"-password")
+	}
+
+	// A public room: the others join by its address. Rooms the client
+	// creates let every member write the world (org.plexus.world at 0).
+	r.alias = "#scene:" + r.s.ServerName
+	r.alice.do("create the room",
+		chromedp.SendKeys(chromedp.ID("new-room-name"), "Scene"),
+		chromedp.SendKeys(chromedp.ID("new-room-alias"), "scene"),
+		chromedp.Click(chromedp.ID("create-room")))
+	r.alice.waitJS("the new room open", `document.getElementById('room-title')?.textContent === 'Scene'`, 30*time.Second)
+	r.roomID = eval[string](r.alice, `document.querySelector('.room.active .room-open')?.dataset.roomId || ''`)
+	if r.roomID == "" {
+		t.Fatal("no active room in alice's list")
+	}
+	r.bob.joinByAlias(r.alias, "Scene")
+	r.carol.joinByAlias(r.alias, "Scene")
+	return r
+}
+
 func worldState(t *testing.T, s *server, token, roomID string) sceneWorld {
 	t.Helper()
-	req, err := http.NewRequest(http.MethodGet, s.URL+"/_matrix/client/v3/rooms/"+url.PathEscape(roomID)+"/state/org.plexus.world/", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Authorization", "Bearer "+token)
-	res, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
+	res := apiDo(t, http.MethodGet, s.URL+"/_matrix/client/v3/rooms/"+url.PathEscape(roomID)+"/state/org.plexus.world/", token, nil)
 	defer res.Body.Close()
 	if res.StatusCode != http.StatusOK {
 		t.Fatalf("GET org.plexus.world: status %d", res.StatusCode)

@@ -44,6 +44,14 @@ func (c *clock) Add(d time.Duration) {
 	c.t = c.t.Add(d)
 }
 
+// Set puts the clock at ms milliseconds since the Unix epoch, which may
+// be before the time it shows.
+func (c *clock) Set(ms int64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = time.UnixMilli(ms)
+}
+
 // sent is one event the recording sender appended.
 type sent struct {
 	delayID string

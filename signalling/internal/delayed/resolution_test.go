@@ -5,7 +5,6 @@ import (
 	"crypto/ed25519"
 	"crypto/sha256"
 	"encoding/json"
-	"sync"
 	"testing"
 	"time"
 
@@ -19,24 +18,6 @@ import (
 type stateFeed struct{ *Service }
 
 func (stateFeed) EventsStored(rooms.RoomID, []*rooms.Stored) {}
-
-// roomClock is an event clock the test sets.
-type roomClock struct {
-	mu sync.Mutex // guards t
-	t  time.Time
-}
-
-func (c *roomClock) now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *roomClock) set(ms int64) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = time.UnixMilli(ms)
-}
 
 // TestLosingStateDoesNotCancel runs the real room service of hs1, whose
 // current state changes drive the Service, and hs2's, which forks the
@@ -66,16 +47,16 @@ func TestLosingStateDoesNotCancel(t *testing.T) {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { db2.Close() })
-		clock1 := &roomClock{t: time.UnixMilli(1_700_000_000_000)}
-		clock2 := &roomClock{t: time.UnixMilli(1_700_000_000_000)}
+		clock1 := &clock{t: time.UnixMilli(1_700_000_000_000)}
+		clock2 := &clock{t: time.UnixMilli(1_700_000_000_000)}
 		hs1, err := rooms.New(rooms.Config{Signer: rooms.Signer{Server: "hs1", KeyID: "ed25519:a", Key: keys["hs1"]}},
-			rooms.Deps{Store: e.db, Keys: finder, Now: clock1.now, Listener: stateFeed{e.svc}})
+			rooms.Deps{Store: e.db, Keys: finder, Now: clock1.Now, Listener: stateFeed{e.svc}})
 		if err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { hs1.Close() })
 		hs2, err := rooms.New(rooms.Config{Signer: rooms.Signer{Server: "hs2", KeyID: "ed25519:a", Key: keys["hs2"]}},
-			rooms.Deps{Store: db2, Keys: finder, Now: clock2.now})
+			rooms.Deps{Store: db2, Keys: finder, Now: clock2.Now})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -128,9 +109,9 @@ func TestLosingStateDoesNotCancel(t *testing.T) {
 
 		// The fork: carol's topic on hs2, older by its clock, and alice's
 		// on hs1, neither seeing the other.
-		clock2.set(1_700_000_050_000)
+		clock2.Set(1_700_000_050_000)
 		lost := send(hs2, room, carol, "m.room.topic", &empty, `{"topic":"carol"}`)
-		clock1.set(1_700_000_100_000)
+		clock1.Set(1_700_000_100_000)
 		won := send(hs1, room, alice, "m.room.topic", &empty, `{"topic":"alice"}`)
 
 		id, err := e.svc.Schedule(ctx, Event{UserID: bob, DeviceID: "BOB", RoomID: string(room),
@@ -155,7 +136,7 @@ func TestLosingStateDoesNotCancel(t *testing.T) {
 
 		// Carol's next topic, after both branches, is current state.
 		admit(hs2, room, won)
-		clock2.set(1_700_000_200_000)
+		clock2.Set(1_700_000_200_000)
 		admit(hs1, room, send(hs2, room, carol, "m.room.topic", &empty, `{"topic":"carol again"}`))
 		waitFor(t, "carol's current topic to cancel bob's delayed topic", func() bool { return !scheduled(t, e, id) })
 	})
