@@ -78,25 +78,7 @@ func TestOpenIDUserInfo(t *testing.T) {
 // without a connection (a client must not make us reach our own
 // network), unless the operator's Resolve map names it.
 func TestOpenIDUserInfoRefusesPrivateIPs(t *testing.T) {
-	// A TCP listener that counts connections and closes them.
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var accepted atomic.Int64
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			accepted.Add(1)
-			c.Close()
-		}
-	}()
-	t.Cleanup(func() { ln.Close(); <-done })
+	ln, accepted := countingListener(t)
 	port := ln.Addr().(*net.TCPAddr).Port
 	o := &mediaOrigins{resolve: map[string]string{"10.9.9.9:8448": ln.Addr().String()}, roots: x509.NewCertPool()}
 	onBackends(t, func(t *testing.T, backend string) {
@@ -132,24 +114,7 @@ func TestOpenIDUserInfoRefusesPrivateIPs(t *testing.T) {
 // that resolves to loopback is refused at the dial, the check seeing the
 // address the name resolved to: no connection is made.
 func TestOpenIDUserInfoRefusesNamesOfPrivateIPs(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var accepted atomic.Int64
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			accepted.Add(1)
-			c.Close()
-		}
-	}()
-	t.Cleanup(func() { ln.Close(); <-done })
+	ln, accepted := countingListener(t)
 	port := ln.Addr().(*net.TCPAddr).Port
 	addrs, err := net.DefaultResolver.LookupNetIP(context.Background(), "ip4", "localhost")
 	if err != nil || len(addrs) == 0 || !addrs[0].IsLoopback() {
@@ -227,4 +192,29 @@ func TestNonPublicIPLiteral(t *testing.T) {
 			t.Errorf("nonPublicIPLiteral(%q) = %v, want %v", tt.server, got, tt.want)
 		}
 	}
+}
+
+// countingListener is a TCP listener on loopback that counts the
+// connections made to it and closes them.
+func countingListener(t *testing.T) (net.Listener, *atomic.Int64) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	accepted := new(atomic.Int64)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			accepted.Add(1)
+			c.Close()
+		}
+	}()
+	t.Cleanup(func() { ln.Close(); <-done })
+	return ln, accepted
 }
