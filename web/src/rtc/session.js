@@ -528,14 +528,3 @@ export function callFoci() {
   for (const [roomId, s] of sessions) if (s.focus) out[roomId] = { ...s.focus };
   return out;
 }
-
-/** publishedLayers is the number of encodings our camera goes out in (simulcast: more than one). */
-export function publishedLayers() {
-  let n = 0;
-  for (const s of sessions.values()) {
-    const track = s.room?.localParticipant.getTrackPublication(Track.Source.Camera)?.track;
-    const sender = track?.sender;
-    if (sender) n = Math.max(n, sender.getParameters().encodings?.length || 0);
-  }
-  return n;
-}

@@ -9,13 +9,13 @@
 
 import { Track } from 'livekit-client';
 import { h, replace, localpart } from '../dom.js';
-import { rtcSession, liveMemberships, identityUser, callStats, publishedLayers, callWorlds, callFoci } from '../rtc/session.js';
+import { rtcSession, liveMemberships, identityUser, callStats, callWorlds, callFoci } from '../rtc/session.js';
 import '../groupcall.css';
 
 // The browser tests (and anyone debugging a call) read the decoded frames
 // per remote participant, and the world each call keeps, through this
 // hook. Merge: other panels add theirs.
-window.plexusDebug = Object.assign(window.plexusDebug || {}, { callStats, publishedLayers, callWorlds, callFoci });
+window.plexusDebug = Object.assign(window.plexusDebug || {}, { callStats, callWorlds, callFoci });
 
 const STATUS = { joining: 'Joining the call…', leaving: 'Leaving the call…' };
 
