@@ -55,17 +55,7 @@ func (p *frameProvider) rtcpHandler(pkt rtcp.Packet) {
 	if p.track == nil {
 		return
 	}
-	ssrc := uint32(p.track.SSRC())
-	want := false
-	switch pkt := pkt.(type) {
-	case *rtcp.PictureLossIndication:
-		want = pkt.MediaSSRC == ssrc
-	case *rtcp.FullIntraRequest:
-		for _, e := range pkt.FIR {
-			want = want || e.SSRC == ssrc
-		}
-	}
-	if want {
+	if sfutest.AsksKeyFrame(pkt, uint32(p.track.SSRC())) {
 		p.keyRequests.Add(1)
 		p.keyWanted.Store(true)
 	}

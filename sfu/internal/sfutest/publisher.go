@@ -108,19 +108,25 @@ func Publish(room *lksdk.Room, fx *Fixtures, opts PublisherOptions) (*Publisher,
 	return p, nil
 }
 
-// onRTCP runs on lksdk's RTCP reader for layer's track.
-func (p *Publisher) onRTCP(layer int, pkt rtcp.Packet) {
-	ssrc := uint32(p.video[layer].SSRC())
-	want := false
+// AsksKeyFrame reports whether pkt is a PLI or FIR for the stream ssrc:
+// what an encoder answers with a key frame.
+func AsksKeyFrame(pkt rtcp.Packet, ssrc uint32) bool {
 	switch pkt := pkt.(type) {
 	case *rtcp.PictureLossIndication:
-		want = pkt.MediaSSRC == ssrc
+		return pkt.MediaSSRC == ssrc
 	case *rtcp.FullIntraRequest:
 		for _, e := range pkt.FIR {
-			want = want || e.SSRC == ssrc
+			if e.SSRC == ssrc {
+				return true
+			}
 		}
 	}
-	if want {
+	return false
+}
+
+// onRTCP runs on lksdk's RTCP reader for layer's track.
+func (p *Publisher) onRTCP(layer int, pkt rtcp.Packet) {
+	if AsksKeyFrame(pkt, uint32(p.video[layer].SSRC())) {
 		p.keyRequests[layer].Add(1)
 		p.keyWanted[layer].Store(true)
 	}
