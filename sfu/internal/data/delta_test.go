@@ -370,6 +370,9 @@ func TestRelayLatency(t *testing.T) {
 	held := time.Since(arrived) // both waited at least this long
 	n.drain(Lossy)
 	waitFor(t, "the delta after the drain", func() bool { return len(n.deltas(t)) == 1 }, n.fakeSender)
+	// The writer times the changes once SendData has returned, which
+	// may be after the fake has the delta.
+	waitFor(t, "the changes timed", func() bool { d := h.Snapshot(); return d.Count() >= 2 })
 	total := time.Since(start)
 	d := h.Snapshot()
 	if d.Count() != 2 {
