@@ -54,6 +54,23 @@ type Config struct {
 	// short buffer and its world changes batch in the pending delta
 	// instead (1 MiB of buffered poses was seconds of lag).
 	LossySlowBytes uint64
+	// LossyDeltaInterval, default 3ms, is the least time between two
+	// lossy world deltas to one recipient: a change after a quiet spell
+	// goes out at once, while changes stream in they merge and go out
+	// once per interval. Every delta costs a data channel message, SCTP
+	// packets and their acknowledgements at both ends whatever it holds,
+	// and with 50 peers at 30 poses a second a recipient whose delta
+	// went out the moment it could was sent several a frame. Negative:
+	// no interval.
+	LossyDeltaInterval time.Duration
+	// DeltaFillBytes, default 1160, is the size at which a lossy world
+	// delta is full: within LossyDeltaInterval it goes out once the next
+	// entry would take it past this size, rather than at the interval's
+	// end. 1160 bytes is what one SCTP packet carries of a data channel
+	// message at pion's MTU (1191 bytes less the common and DATA chunk
+	// headers), so deltas of one packet are not followed by a second
+	// packet of a few bytes.
+	DeltaFillBytes int
 	// MaxClockSkew bounds how far in the future a world message's "ts"
 	// may lie; later stamps are clamped to the server's clock so that one
 	// client with a fast clock cannot own keys forever. Default 30s.
@@ -105,6 +122,12 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Tick <= 0 {
 		c.Tick = 10 * time.Millisecond
+	}
+	if c.LossyDeltaInterval == 0 {
+		c.LossyDeltaInterval = 3 * time.Millisecond
+	}
+	if c.DeltaFillBytes <= 0 {
+		c.DeltaFillBytes = 1160
 	}
 	if c.WorldTopic == "" {
 		c.WorldTopic = "plexus.world"

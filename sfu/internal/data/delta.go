@@ -142,6 +142,16 @@ func (e *deltaEncoder) flush(kind Kind, n int, fresh bool, send func([]byte, int
 	return send(b, n)
 }
 
+// changeSize is the length appendChange gives the entry, and its
+// separating comma: a set is a snapshot entry, a delete has "deleted"
+// instead of the value.
+func changeSize(k string, c *change) int {
+	if c.deleted {
+		return entrySize(k, nil, c.ts, c.by) - len(`,"value":`) + len(`,"deleted":true`) + 1
+	}
+	return entrySize(k, c.value, c.ts, c.by) + 1
+}
+
 // appendChange appends one delta entry as canonical JSON (members in
 // code point order, as in the snapshot):
 //

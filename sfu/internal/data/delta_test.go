@@ -5,6 +5,7 @@ package data
 import (
 	"bytes"
 	"encoding/json"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -382,5 +383,106 @@ func TestRelayLatency(t *testing.T) {
 	// most a sixteenth above it.
 	if lo, hi := d.Quantile(0.01), d.Quantile(1); lo < held || hi > total+total/16 {
 		t.Errorf("latencies %v..%v, want at least %v (held) and at most %v", lo, hi, held, total)
+	}
+}
+
+// TestLossyDeltaInterval: a lossy world change after a quiet spell goes
+// out at once; those that follow within Config.LossyDeltaInterval wait,
+// merged into one delta, with the lossy packets queued after them, while
+// reliable messages still pass.
+func TestLossyDeltaInterval(t *testing.T) {
+	send := func(t *testing.T, r *testRoom, kind Kind, topic, payload string) {
+		t.Helper()
+		if err := r.Receive("Pa", kind, userPkt(t, topic, payload), true); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Run("held", func(t *testing.T) {
+		r := newTestRoom(t, Config{LossyDeltaInterval: time.Hour}, "a", "b")
+		b := r.fakes["b"]
+		send(t, r, Lossy, "plexus.world", `{"ts":1,"set":{"x":1}}`)
+		waitFor(t, "the first delta", func() bool { return len(b.deltas(t)) == 1 }, b)
+		send(t, r, Lossy, "plexus.world", `{"ts":2,"set":{"x":2}}`)
+		send(t, r, Lossy, "pose", "after the change")
+		send(t, r, Reliable, "chat", "hello")
+		// The writer took the reliable message after the lossy ones
+		// were queued, and held the lossy channel.
+		waitFor(t, "the reliable message", func() bool { return slices.Contains(b.topics(), "chat") }, b)
+		if d := b.deltas(t); len(d) != 1 {
+			t.Errorf("deltas %q, want the first alone within the interval", d)
+		}
+		if slices.Contains(b.topics(), "pose") {
+			t.Error("a lossy packet queued after a held change went out before it")
+		}
+	})
+	t.Run("released", func(t *testing.T) {
+		r := newTestRoom(t, Config{LossyDeltaInterval: time.Second}, "a", "b")
+		b := r.fakes["b"]
+		send(t, r, Lossy, "plexus.world", `{"ts":1,"set":{"x":1}}`)
+		waitFor(t, "the first delta", func() bool { return len(b.deltas(t)) == 1 }, b)
+		send(t, r, Lossy, "plexus.world", `{"ts":2,"set":{"x":2}}`)
+		send(t, r, Lossy, "plexus.world", `{"ts":3,"set":{"y":1}}`)
+		send(t, r, Lossy, "pose", "after the changes")
+		waitFor(t, "the held changes", func() bool { return slices.Contains(b.topics(), "pose") }, b)
+		want := `{"entries":{"x":{"by":"a","ts":2,"value":2},"y":{"by":"a","ts":3,"value":1}},"v":1}`
+		if d := b.deltas(t); len(d) != 2 || d[1] != want {
+			t.Errorf("deltas %q, want the first then %s", d, want)
+		}
+		if ts := b.topics(); ts[len(ts)-1] != "pose" {
+			t.Errorf("topics %q: the lossy packet queued after the changes should follow their delta", ts)
+		}
+	})
+}
+
+// TestChangeSize: the size a pending change counts for is the length of
+// its entry in a delta, and its comma.
+func TestChangeSize(t *testing.T) {
+	for _, c := range []struct {
+		key string
+		ch  change
+	}{
+		{"pose", change{value: []byte(`{"x":1}`), ts: 1735000000000, by: "alice"}},
+		{"quote\"d\\key\n", change{value: []byte(`"v"`), ts: 0, by: "b\u00e9"}},
+		{"gone", change{ts: 42, by: "carol", deleted: true}},
+		{"neg", change{value: []byte(`null`), ts: -7, by: "d"}},
+	} {
+		want := len(appendChange(nil, c.key, &c.ch)) + 1
+		if got := changeSize(c.key, &c.ch); got != want {
+			t.Errorf("changeSize(%q, %+v) = %d, want %d", c.key, c.ch, got, want)
+		}
+	}
+}
+
+// TestDeltaFill: within the interval a lossy delta goes out once the
+// next entry of its size would take it past Config.DeltaFillBytes, not
+// at the interval's end.
+func TestDeltaFill(t *testing.T) {
+	value := `"` + strings.Repeat("x", 100) + `"`
+	e := changeSize("k1", &change{value: []byte(value), ts: 2, by: "a"})
+	envelope := deltaEnvelope + len("plexus.world.delta") + len(deltaHead) + len(deltaTail)
+	r := newTestRoom(t, Config{LossyDeltaInterval: time.Hour, DeltaFillBytes: envelope + 2*e + e/2}, "a", "b")
+	if r.fillBytes != 2*e+e/2 {
+		t.Fatalf("fill bytes %d, want %d", r.fillBytes, 2*e+e/2)
+	}
+	b := r.fakes["b"]
+	send := func(kind Kind, topic, payload string) {
+		t.Helper()
+		if err := r.Receive("Pa", kind, userPkt(t, topic, payload), true); err != nil {
+			t.Fatal(err)
+		}
+	}
+	send(Lossy, "plexus.world", `{"ts":1,"set":{"k0":0}}`)
+	waitFor(t, "the first delta", func() bool { return len(b.deltas(t)) == 1 }, b)
+	send(Lossy, "plexus.world", `{"ts":2,"set":{"k1":`+value+`}}`)
+	send(Reliable, "chat", "one")
+	waitFor(t, "the reliable message", func() bool { return slices.Contains(b.topics(), "chat") }, b)
+	if d := b.deltas(t); len(d) != 1 {
+		t.Fatalf("deltas %q: one entry of %d bytes went out before the interval's end", d, e)
+	}
+	send(Lossy, "plexus.world", `{"ts":2,"set":{"k2":`+value+`}}`)
+	waitFor(t, "the full delta", func() bool { return len(b.deltas(t)) == 2 }, b)
+	want := `{"entries":{"k1":{"by":"a","ts":2,"value":` + value + `},"k2":{"by":"a","ts":2,"value":` + value + `}},"v":1}`
+	if d := b.deltas(t); d[1] != want {
+		t.Errorf("delta %s, want %s", d[1], want)
 	}
 }

@@ -55,10 +55,20 @@ type peer struct {
 	// batching allocates nothing in the steady state (nil while the
 	// writer holds it).
 	world, spare [2]pending
-	snapFirst    bool // the head of rel is the joiner's snapshot: it precedes every delta
+	// worldBytes is, per Kind, about the encoded size of world's entries
+	// (changeSize), for Config.DeltaFillBytes.
+	worldBytes [2]int
+	snapFirst  bool // the head of rel is the joiner's snapshot: it precedes every delta
+	// lossyHeld: the writer holds the lossy channel until a timer fires
+	// (a world delta waits out Config.LossyDeltaInterval), so lossy
+	// messages queued meanwhile need not wake it.
+	lossyHeld bool
 
-	// delta belongs to the writer goroutine.
-	delta *deltaEncoder
+	// delta and lossyDeltaDue belong to the writer goroutine:
+	// lossyDeltaDue is when, on the mono clock, the next lossy world
+	// delta may be written (Config.LossyDeltaInterval).
+	delta         *deltaEncoder
+	lossyDeltaDue time.Duration
 
 	wake    chan struct{} // cap 1: something was queued
 	drained chan struct{} // cap 1: a slow channel drained (DrainNotifier)
@@ -150,11 +160,14 @@ func (p *peer) enqueue(kind Kind, m *outMsg) {
 	if coalesce {
 		p.byKey[m.key] = seq
 	}
+	held := p.lossyHeld
 	p.mu.Unlock()
 	if dropped {
 		st.lossyOverflow.Add(1)
 	}
-	p.signal()
+	if !held {
+		p.signal()
+	}
 }
 
 // enqueueWorld merges an applied world change from identity by into the
@@ -171,7 +184,8 @@ func (p *peer) enqueue(kind Kind, m *outMsg) {
 func (p *peer) enqueueWorld(kind Kind, m *worldMsg, by string, at time.Duration) {
 	var coalesced, overflow uint64
 	put := func(k string, c change) {
-		if _, ok := p.world[kind][k]; !ok && len(p.world[kind]) >= p.room.maxPending {
+		old, had := p.world[kind][k]
+		if !had && len(p.world[kind]) >= p.room.maxPending {
 			overflow++
 			return
 		}
@@ -182,10 +196,18 @@ func (p *peer) enqueueWorld(kind Kind, m *worldMsg, by string, at time.Duration)
 			}
 		} else if cur, ok := p.world[Lossy][k]; ok && c.newer(&cur) {
 			delete(p.world[Lossy], k)
+			p.worldBytes[Lossy] -= changeSize(k, &cur)
 			coalesced++
 		}
-		if replaced, kept := p.world[kind].put(k, c); replaced || !kept {
+		replaced, kept := p.world[kind].put(k, c)
+		if replaced || !kept {
 			coalesced++
+		}
+		if kept {
+			p.worldBytes[kind] += changeSize(k, &c)
+			if had {
+				p.worldBytes[kind] -= changeSize(k, &old)
+			}
 		}
 	}
 	p.mu.Lock()
@@ -204,6 +226,9 @@ func (p *peer) enqueueWorld(kind Kind, m *worldMsg, by string, at time.Duration)
 		first = !p.overflowed
 		p.overflowed = true
 	}
+	// A held channel's writer is woken once its delta is as full as a
+	// packet gets: waiting longer would only make it two.
+	held := kind == Lossy && p.lossyHeld && !p.lossyFullLocked()
 	p.mu.Unlock()
 	if coalesced > 0 {
 		p.room.stats.coalesced.Add(coalesced)
@@ -218,7 +243,21 @@ func (p *peer) enqueueWorld(kind Kind, m *worldMsg, by string, at time.Duration)
 			p.room.warn("world delta overflow", "sid", p.sid, "kind", kind)
 		}
 	}
-	p.signal()
+	if !held {
+		p.signal()
+	}
+}
+
+// lossyFullLocked reports whether the pending lossy delta is full: one
+// more entry of its average size would take it past
+// Config.DeltaFillBytes. p.mu must be held.
+func (p *peer) lossyFullLocked() bool {
+	n := len(p.world[Lossy])
+	if n == 0 {
+		return false
+	}
+	b := p.worldBytes[Lossy]
+	return b+b/n > p.room.fillBytes
 }
 
 // drainedSignal wakes a writer waiting for a slow channel to drain.

@@ -51,6 +51,7 @@ type Room struct {
 	deltaTopic string
 	slowBytes  [2]uint64 // by Kind
 	maxPending int       // world changes pending per recipient per Kind
+	fillBytes  int       // the entries' share of Config.DeltaFillBytes
 	stats      counters
 
 	// The refusals a flood repeats, built once: their text is the same
@@ -127,7 +128,10 @@ func NewRoom(cfg Config, log *slog.Logger) *Room {
 		// The keys the state can hold: tombstones, and live entries of
 		// at least 16 bytes each in the snapshot.
 		maxPending: cfg.MaxTombstones + cfg.MaxWorldBytes/16,
-		world:      newState(cfg.MaxWorldBytes),
+		// What of a packet the entries may fill: the envelope around
+		// them is the delta's JSON and the DataPacket's protobuf.
+		fillBytes: cfg.DeltaFillBytes - deltaEnvelope - len(cfg.WorldTopic+".delta") - len(deltaHead) - len(deltaTail),
+		world:     newState(cfg.MaxWorldBytes),
 	}
 	r.errTooLarge = fmt.Errorf("%w: over %d bytes", ErrTooLarge, cfg.MaxPacketBytes)
 	r.errRateLimited = fmt.Errorf("%w: over %g packets/s", ErrRateLimited, cfg.Rate)

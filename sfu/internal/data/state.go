@@ -58,13 +58,15 @@ func wins(e *entry, ts int64, by string) bool {
 	return by >= e.by
 }
 
+// entrySize is the length of a snapshot entry,
+// "key":{"by":"B","ts":N,"value":V}; the buffers keep the common short
+// key and identity off the heap.
 func entrySize(key string, value []byte, ts int64, by string) int {
-	// "key":{"by":"B","ts":N,"value":V}
-	var b [32]byte
-	n := len(cjson.AppendString(nil, key)) + len(`:{"value":`) + len(value) +
-		len(`,"ts":`) + len(strconv.AppendInt(b[:0], ts, 10)) +
-		len(`,"by":`) + len(cjson.AppendString(nil, by)) + 1
-	return n
+	var kb, bb [128]byte
+	var nb [24]byte
+	return len(cjson.AppendString(kb[:0], key)) + len(`:{"value":`) + len(value) +
+		len(`,"ts":`) + len(strconv.AppendInt(nb[:0], ts, 10)) +
+		len(`,"by":`) + len(cjson.AppendString(bb[:0], by)) + 1
 }
 
 // totalSize is the snapshot size with live entries of summed size sum.

@@ -9,36 +9,54 @@ import (
 // run is the writer goroutine: reliable first, then lossy, each kind
 // only while its channel's buffered amount is under SlowBytes. While a
 // channel is slow or not yet open it polls every Tick (or sooner, told by
-// a DrainNotifier that the channel drained); in that time lossy
-// messages coalesce and drop in the queue, world changes merge per key,
-// and neither holds up anyone else.
+// a DrainNotifier that the channel drained), and a lossy world delta
+// waits out Config.LossyDeltaInterval after the previous one; in that
+// time lossy messages coalesce and drop in the queue, world changes
+// merge per key, and neither holds up anyone else.
 func (p *peer) run() {
 	defer p.room.wg.Done()
-	tick := p.room.cfg.Tick
-	timer := time.NewTimer(tick)
+	timer := time.NewTimer(time.Hour)
 	timer.Stop()
 	defer timer.Stop()
 	for {
 		if cb := p.takeOverflow(); cb != nil {
 			cb(p.sid)
 		}
+		// What was queued before this point is drained next: a wake
+		// left by a message that arrived during a wait would only wake
+		// the writer again for nothing.
+		p.mu.Lock()
+		p.lossyHeld = false
+		p.mu.Unlock()
+		select {
+		case <-p.wake:
+		default:
+		}
 		// Reliable first, strictly: while reliable messages wait (a slow
 		// or unopened channel) lossy ones wait too, coalescing, so that a
 		// joiner's snapshot always arrives before live world changes.
-		retry := p.drain(Reliable)
-		if !retry {
-			retry = p.drain(Lossy)
+		wait, held := p.drain(Reliable)
+		if wait == 0 {
+			wait, held = p.drain(Lossy)
 		}
-		if retry {
-			// Not on wake: while a channel is slow every queued
-			// message would wake the writer for nothing.
-			timer.Reset(tick)
+		if wait > 0 {
+			// A slow channel does not listen for wakes: every queued
+			// message would wake the writer for nothing. A held lossy
+			// channel does, for reliable messages, which lossy ones no
+			// longer send while it is held.
+			wake := p.wake
+			if !held {
+				wake = nil
+			}
+			timer.Reset(wait)
 			select {
 			case <-p.stop:
 				return
 			case <-timer.C:
 			case <-p.drained:
 				timer.Stop() // Go 1.23 timers: no stale tick to drain
+			case <-wake:
+				timer.Stop()
 			}
 			continue
 		}
@@ -74,8 +92,10 @@ func (p *peer) stopping() bool {
 	}
 }
 
-// drain writes what waits on kind's channel; it reports whether some
-// remains that must be retried after a tick (a slow or unopened channel).
+// drain writes what waits on kind's channel; it returns, when some
+// remains that must wait (a slow or unopened channel, a lossy delta
+// inside its interval), how long until the next try, else 0, and
+// whether the lossy channel is held for the interval (Config.LossyDeltaInterval).
 //
 // Pending world changes go out as one delta ahead of the packets queued
 // when it is taken, and those packets go next, before the following
@@ -84,7 +104,7 @@ func (p *peer) stopping() bool {
 // lock), may overtake packets queued before its changes, and a stream of
 // changes cannot starve the queue. The exception is a joiner's snapshot,
 // which precedes every delta.
-func (p *peer) drain(kind Kind) (retry bool) {
+func (p *peer) drain(kind Kind) (wait time.Duration, held bool) {
 	var mark uint64 // queued packets with seq below mark go before the next delta
 	for !p.stopping() {
 		p.mu.Lock()
@@ -95,14 +115,29 @@ func (p *peer) drain(kind Kind) (retry bool) {
 		}
 		p.mu.Unlock()
 		if !world && queued == 0 {
-			return false
+			if kind == Lossy {
+				// Just after a delta the next waits out the interval
+				// anyway: hold the channel now rather than be woken by
+				// the next change only to hold it then.
+				if d := p.lossyDeltaDue - mono(); d > 0 && !p.lossyFull() {
+					return d, p.hold()
+				}
+			}
+			return 0, false
 		}
 		if p.to.Buffered(kind) > p.room.slowBytes[kind] {
-			return true // meanwhile lossy messages coalesce, changes merge
+			return p.room.cfg.Tick, false // meanwhile lossy messages coalesce, changes merge
 		}
 		var again bool
 		switch {
 		case world && (queued == 0 || head >= mark):
+			if kind == Lossy {
+				// The packets queued after these changes wait with
+				// them, for at most the interval.
+				if d := p.lossyDeltaDue - mono(); d > 0 && !p.lossyFull() {
+					return d, p.hold()
+				}
+			}
 			mark = head + uint64(queued)
 			again = p.sendWorld(kind)
 		case kind == Reliable:
@@ -111,10 +146,25 @@ func (p *peer) drain(kind Kind) (retry bool) {
 			p.sendLossy()
 		}
 		if again {
-			return true
+			return p.room.cfg.Tick, false
 		}
 	}
-	return false
+	return 0, false
+}
+
+func (p *peer) lossyFull() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.lossyFullLocked()
+}
+
+// hold marks the lossy channel held until the writer's timer fires; it
+// returns true.
+func (p *peer) hold() bool {
+	p.mu.Lock()
+	p.lossyHeld = true
+	p.mu.Unlock()
+	return true
 }
 
 // sendReliable writes the reliable message at the head of the queue; it
@@ -188,6 +238,7 @@ func (p *peer) sendWorld(kind Kind) (retry bool) {
 	p.mu.Lock()
 	batch := p.world[kind]
 	p.world[kind], p.spare[kind] = p.spare[kind], nil
+	p.worldBytes[kind] = 0
 	p.mu.Unlock()
 
 	// The reliable Sender may keep the bytes (queued until its channel
@@ -216,10 +267,15 @@ func (p *peer) sendWorld(kind Kind) (retry bool) {
 		p.room.warn("encoding world delta", "sid", p.sid, "err", err)
 	}
 
-	if h := p.room.cfg.RelayLatency; h != nil && err == nil && !closed {
+	if err == nil && !closed {
 		now := mono()
-		for _, c := range batch {
-			h.Record(now - c.at)
+		if kind == Lossy {
+			p.lossyDeltaDue = now + p.room.cfg.LossyDeltaInterval
+		}
+		if h := p.room.cfg.RelayLatency; h != nil {
+			for _, c := range batch {
+				h.Record(now - c.at)
+			}
 		}
 	}
 
@@ -230,6 +286,10 @@ func (p *peer) sendWorld(kind Kind) (retry bool) {
 		// written is written again, which LWW makes harmless).
 		for k, c := range batch {
 			p.world[kind].put(k, c)
+		}
+		p.worldBytes[kind] = 0
+		for k, c := range p.world[kind] {
+			p.worldBytes[kind] += changeSize(k, &c)
 		}
 	}
 	clear(batch)
