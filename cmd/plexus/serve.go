@@ -7,8 +7,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 
 	"github.com/plexus-chat/plexus/internal/config"
+	"github.com/plexus-chat/plexus/internal/gcpolicy"
 	"github.com/plexus-chat/plexus/internal/keyring"
 	"github.com/plexus-chat/plexus/internal/metrics"
 	"github.com/plexus-chat/plexus/internal/server"
@@ -29,6 +31,8 @@ func runServe(ctx context.Context, std stdio, args []string) int {
 		return exitUsage
 	}
 	log := newLogger(std.stderr, cfg)
+	gc := gcpolicy.Apply(os.Getenv)
+	log.Debug("garbage collector", "gogc", gc.Percent, "memory_limit", gc.Limit)
 	if err := serve(ctx, cfg, log); err != nil {
 		log.Error("plexus stopped with an error", "err", err)
 		return exitFailure
