@@ -9,7 +9,6 @@ package sfu_test
 
 import (
 	"bufio"
-	"bytes"
 	"fmt"
 	"io"
 	"log/slog"
@@ -25,6 +24,7 @@ import (
 
 	lksdk "github.com/livekit/server-sdk-go/v2"
 
+	"github.com/plexus-chat/plexus/internal/gcpolicy"
 	"github.com/plexus-chat/plexus/internal/latency"
 	"github.com/plexus-chat/plexus/sfu"
 	"github.com/plexus-chat/plexus/sfu/internal/sfutest"
@@ -57,6 +57,8 @@ func TestSFUServerProcess(t *testing.T) {
 	if os.Getenv("PLEXUS_SFU_DEBUG") != "" {
 		log = testLogger()
 	}
+	// The collector paced as plexus serve paces it.
+	gcpolicy.Apply(os.Getenv)
 	h := newHarness(t, sfu.Config{}, sfu.Deps{Logger: log})
 	fmt.Println("url", h.url)
 	var mark latency.Dist
@@ -83,10 +85,21 @@ type serverProcess struct {
 func startServer(b *testing.B) *serverProcess {
 	b.Helper()
 	raiseFileLimit(b, 8192)
+	// The clients' process too: as the server's, its garbage is pion's
+	// copies of every packet, and its collector competes with the
+	// server for the same cores.
+	gcpolicy.Apply(os.Getenv)
 	args := []string{"-test.run=^TestSFUServerProcess$"}
-	// PLEXUS_SFU_BENCH_PROFILE=file writes the server's CPU profile.
-	if prof := os.Getenv("PLEXUS_SFU_BENCH_PROFILE"); prof != "" {
-		args = append(args, "-test.cpuprofile="+prof)
+	// PLEXUS_SFU_BENCH_PROFILE, _MEMPROFILE and _TRACE name files for
+	// the server's CPU profile, memory profile and execution trace.
+	for env, flag := range map[string]string{
+		"PLEXUS_SFU_BENCH_PROFILE":    "cpuprofile",
+		"PLEXUS_SFU_BENCH_MEMPROFILE": "memprofile",
+		"PLEXUS_SFU_BENCH_TRACE":      "trace",
+	} {
+		if file := os.Getenv(env); file != "" {
+			args = append(args, "-test."+flag+"="+file)
+		}
 	}
 	cmd := exec.Command(os.Args[0], args...)
 	cmd.Env = append(os.Environ(), serverEnv+"=1")
@@ -366,141 +379,4 @@ func BenchmarkAudioRoom25(b *testing.B) {
 	srv.stop(b)
 	b.ReportMetric(float64(len(readers)), "streams")
 	b.ReportMetric(ms(sfutest.Percentile(firstAudio[1:], 50)), "join_to_audio_p50_ms")
-}
-
-// BenchmarkWorldState50: 50 peers each setting its own key of the world
-// 30 times a second with 200-byte updates on the lossy channel; every
-// update carries its send time in its value, and every peer notes, for
-// each update in the deltas it receives, the time from send to arrival.
-func BenchmarkWorldState50(b *testing.B) {
-	const (
-		n    = 50
-		rate = 30
-		size = 200
-	)
-	srv := startServer(b)
-	var (
-		mu       sync.Mutex // guards lat
-		lat      []time.Duration
-		measure  atomic.Bool
-		received atomic.Int64 // updates, counted per delta entry
-		deltas   atomic.Int64
-	)
-	onData := func(_, topic string, payload []byte) {
-		if topic != worldTopic+".delta" {
-			return
-		}
-		// A delta from the server holds the latest change of each key
-		// since the last one; each value is {"t":<send µs>,"pad":"..."}:
-		// find the numbers rather than parse JSON tens of thousands of
-		// times a second. (Microseconds: world values are canonical
-		// JSON, whose integers stop at 2^53.)
-		now := time.Now().UnixMicro()
-		var ds []time.Duration
-		for {
-			i := bytes.Index(payload, []byte(`"t":`))
-			if i < 0 {
-				break
-			}
-			payload = payload[i+4:]
-			j := bytes.IndexAny(payload, ",}")
-			if j < 0 {
-				break
-			}
-			sent, err := strconv.ParseInt(string(payload[:j]), 10, 64)
-			if err != nil {
-				continue
-			}
-			ds = append(ds, time.Duration(now-sent)*time.Microsecond)
-		}
-		received.Add(int64(len(ds)))
-		deltas.Add(1)
-		if measure.Load() {
-			mu.Lock()
-			lat = append(lat, ds...)
-			mu.Unlock()
-		}
-	}
-	joined := time.Now()
-	clients, _ := dialAll(b, srv.url, "world", "peer", n, dialOpts{onData: onData})
-	b.Logf("%d peers joined in %v", n, time.Since(joined).Round(time.Millisecond))
-
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	var sent atomic.Int64
-	for i, c := range clients {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			key := fmt.Sprint("peer", i, "/pose")
-			tick := time.NewTicker(time.Second / rate)
-			defer tick.Stop()
-			for {
-				select {
-				case <-stop:
-					return
-				case <-tick.C:
-				}
-				now := time.Now()
-				head := fmt.Sprintf(`{"ts":%d,"set":{%q:{"t":%d,"pad":"`, now.UnixMilli(), key, now.UnixMicro())
-				msg := head + strings.Repeat("x", max(0, size-len(head)-4)) + `"}}}`
-				if c.room.LocalParticipant.PublishDataPacket(lksdk.UserData([]byte(msg)),
-					lksdk.WithDataPublishTopic(worldTopic), lksdk.WithDataPublishReliable(false)) == nil {
-					sent.Add(1)
-				}
-			}
-		}()
-	}
-	stopSenders := sync.OnceFunc(func() {
-		close(stop)
-		wg.Wait()
-	})
-	defer stopSenders()
-	if err := sfutest.AwaitErr(30*time.Second, func() bool { return received.Load() > n*(n-1) }); err != nil {
-		b.Fatalf("world updates do not flow: %v", err)
-	}
-	b.ResetTimer()
-	measure.Store(true)
-	self0, _ := sfutest.ProcessCPU(os.Getpid())
-	srv.relayLatency(b) // from here
-	cpu0, sent0, recv0, t0 := srv.cpu(b), sent.Load(), received.Load(), time.Now()
-	deltas0 := deltas.Load()
-	timer := time.NewTimer(benchWindow())
-	<-timer.C
-	cpu1, sent1, recv1, t1 := srv.cpu(b), sent.Load(), received.Load(), time.Now()
-	relay50, relay99, relayN := srv.relayLatency(b)
-	deltas1 := deltas.Load()
-	self1, _ := sfutest.ProcessCPU(os.Getpid())
-	measure.Store(false)
-	b.StopTimer()
-	stopSenders() // while the server is up: lksdk's sends wait for open channels
-	mu.Lock()
-	samples := lat
-	lat = nil
-	mu.Unlock()
-	wall := t1.Sub(t0).Seconds()
-	want := float64(sent1-sent0) * (n - 1)
-	b.ReportMetric(100*(cpu1-cpu0).Seconds()/wall, "server_cpu_%")
-	b.ReportMetric(100*(self1-self0).Seconds()/wall, "client_cpu_%")
-	b.ReportMetric(float64(sent1-sent0)/wall, "updates_sent/s")
-	b.ReportMetric(float64(recv1-recv0)/wall, "deliveries/s")
-	// Data channel messages the server wrote: one delta carries every
-	// update pending for that peer when its writer wakes.
-	b.ReportMetric(float64(deltas1-deltas0)/wall, "deltas/s")
-	if want > 0 {
-		// An update superseded by a newer one of its key before the
-		// recipient's writer woke is merged away by design; this is the
-		// share that arrived as sent.
-		b.ReportMetric(100*float64(recv1-recv0)/want, "delivered_%")
-	}
-	if cpu := (cpu1 - cpu0).Seconds(); recv1 > recv0 {
-		b.ReportMetric(1e6*cpu/float64(recv1-recv0), "server_cpu_us/delivery")
-	}
-	b.ReportMetric(ms(sfutest.Percentile(samples, 50)), "p50_ms")
-	b.ReportMetric(ms(sfutest.Percentile(samples, 99)), "p99_ms")
-	// In the server alone: arrival to the write of the delta.
-	b.ReportMetric(ms(relay50), "relay_p50_ms")
-	b.ReportMetric(ms(relay99), "relay_p99_ms")
-	b.Logf("server relay latency over %d changes: p50 %v p99 %v (end to end %d samples)", relayN, relay50, relay99, len(samples))
-	srv.stop(b)
 }
