@@ -74,35 +74,20 @@ func TestSFUServerProcess(t *testing.T) {
 	fmt.Printf("stats %+v\n", h.srv.Stats())
 }
 
-// serverProcess is a running child SFU.
-type serverProcess struct {
+// child is a process running this test binary again as one test: the
+// benchmarks' server or probe. It is told commands on its standard
+// input, one a line, and answers on its standard output.
+type child struct {
 	cmd   *exec.Cmd
 	stdin io.WriteCloser
 	out   *bufio.Scanner
-	url   string
 }
 
-func startServer(b *testing.B) *serverProcess {
+// startChild runs the test named test with env added to the environment.
+func startChild(b *testing.B, test string, env []string, args ...string) *child {
 	b.Helper()
-	raiseFileLimit(b, 8192)
-	// The clients' process too: as the server's, its garbage is pion's
-	// copies of every packet, and its collector competes with the
-	// server for the same cores.
-	gcpolicy.Apply(os.Getenv)
-	args := []string{"-test.run=^TestSFUServerProcess$"}
-	// PLEXUS_SFU_BENCH_PROFILE, _MEMPROFILE and _TRACE name files for
-	// the server's CPU profile, memory profile and execution trace.
-	for env, flag := range map[string]string{
-		"PLEXUS_SFU_BENCH_PROFILE":    "cpuprofile",
-		"PLEXUS_SFU_BENCH_MEMPROFILE": "memprofile",
-		"PLEXUS_SFU_BENCH_TRACE":      "trace",
-	} {
-		if file := os.Getenv(env); file != "" {
-			args = append(args, "-test."+flag+"="+file)
-		}
-	}
-	cmd := exec.Command(os.Args[0], args...)
-	cmd.Env = append(os.Environ(), serverEnv+"=1")
+	cmd := exec.Command(os.Args[0], append([]string{"-test.run=^" + test + "$"}, args...)...)
+	cmd.Env = append(os.Environ(), env...)
 	cmd.Stderr = os.Stderr
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
@@ -115,34 +100,72 @@ func startServer(b *testing.B) *serverProcess {
 	if err := cmd.Start(); err != nil {
 		b.Fatal(err)
 	}
-	s := &serverProcess{cmd: cmd, stdin: stdin, out: bufio.NewScanner(stdout)}
-	b.Cleanup(func() { s.stop(b) })
-	for s.out.Scan() {
-		if u, ok := strings.CutPrefix(s.out.Text(), "url "); ok {
-			s.url = u
-			return s
+	return &child{cmd: cmd, stdin: stdin, out: bufio.NewScanner(stdout)}
+}
+
+// tell sends a command line.
+func (c *child) tell(b *testing.B, cmd string) {
+	b.Helper()
+	if _, err := io.WriteString(c.stdin, cmd+"\n"); err != nil {
+		b.Fatalf("%s: %v", c.cmd.Args[1], err)
+	}
+}
+
+// ask tells cmd (nothing if empty) and returns the rest of the first
+// line that starts with prefix.
+func (c *child) ask(b *testing.B, cmd, prefix string) string {
+	b.Helper()
+	if cmd != "" {
+		c.tell(b, cmd)
+	}
+	for c.out.Scan() {
+		if rest, ok := strings.CutPrefix(c.out.Text(), prefix); ok {
+			return rest
 		}
 	}
-	b.Fatalf("server process ended before serving: %v", cmd.Wait())
-	return nil
+	b.Fatalf("%s ended before %q: %v", c.cmd.Args[1], prefix, c.out.Err())
+	return ""
+}
+
+// serverProcess is a running child SFU.
+type serverProcess struct {
+	*child
+	url string
+}
+
+func startServer(b *testing.B) *serverProcess {
+	b.Helper()
+	raiseFileLimit(b, 8192)
+	// The clients' process too: as the server's, its garbage is pion's
+	// copies of every packet, and its collector competes with the
+	// server for the same cores.
+	gcpolicy.Apply(os.Getenv)
+	var args []string
+	// PLEXUS_SFU_BENCH_PROFILE, _MEMPROFILE and _TRACE name files for
+	// the server's CPU profile, memory profile and execution trace.
+	for env, flag := range map[string]string{
+		"PLEXUS_SFU_BENCH_PROFILE":    "cpuprofile",
+		"PLEXUS_SFU_BENCH_MEMPROFILE": "memprofile",
+		"PLEXUS_SFU_BENCH_TRACE":      "trace",
+	} {
+		if file := os.Getenv(env); file != "" {
+			args = append(args, "-test."+flag+"="+file)
+		}
+	}
+	s := &serverProcess{child: startChild(b, "TestSFUServerProcess", []string{serverEnv + "=1"}, args...)}
+	b.Cleanup(func() { s.stop(b) })
+	s.url = s.ask(b, "", "url ")
+	return s
 }
 
 // relayLatency returns the server's world relay latency p50 and p99
 // since the previous call, and the number of changes they cover.
 func (s *serverProcess) relayLatency(b *testing.B) (p50, p99 time.Duration, n uint64) {
-	if _, err := io.WriteString(s.stdin, "relay\n"); err != nil {
-		b.Fatal(err)
+	v := s.ask(b, "relay", "relay ")
+	if _, err := fmt.Sscan(v, &p50, &p99, &n); err != nil {
+		b.Fatalf("relay line %q: %v", v, err)
 	}
-	for s.out.Scan() {
-		if v, ok := strings.CutPrefix(s.out.Text(), "relay "); ok {
-			if _, err := fmt.Sscan(v, &p50, &p99, &n); err != nil {
-				b.Fatalf("relay line %q: %v", v, err)
-			}
-			return p50, p99, n
-		}
-	}
-	b.Fatalf("server process ended: %v", s.out.Err())
-	return
+	return p50, p99, n
 }
 
 // cpu is the server's CPU time so far.

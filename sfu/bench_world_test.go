@@ -4,10 +4,8 @@ import (
 	"bufio"
 	"bytes"
 	"fmt"
-	"io"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"strconv"
 	"strings"
 	"sync"
@@ -161,31 +159,13 @@ func TestSFUWorldProbeProcess(t *testing.T) {
 }
 
 // probeProcess is a running TestSFUWorldProbeProcess.
-type probeProcess struct {
-	cmd   *exec.Cmd
-	stdin io.WriteCloser
-	out   *bufio.Scanner
-}
+type probeProcess struct{ *child }
 
 func startProbe(b *testing.B, url string) *probeProcess {
 	b.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^TestSFUWorldProbeProcess$")
-	cmd.Env = append(os.Environ(), probeEnv+"="+url)
-	cmd.Stderr = os.Stderr
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		b.Fatal(err)
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		b.Fatal(err)
-	}
-	p := &probeProcess{cmd: cmd, stdin: stdin, out: bufio.NewScanner(stdout)}
+	p := &probeProcess{startChild(b, "TestSFUWorldProbeProcess", []string{probeEnv + "=" + url})}
 	b.Cleanup(func() { p.close(b) })
-	p.await(b, "ready")
+	p.ask(b, "", "ready")
 	return p
 }
 
@@ -201,30 +181,11 @@ func (p *probeProcess) close(b *testing.B) {
 	}
 }
 
-// tell sends a command line; await reads until a line starting with
-// prefix and returns it.
-func (p *probeProcess) tell(b *testing.B, cmd string) {
-	if _, err := io.WriteString(p.stdin, cmd+"\n"); err != nil {
-		b.Fatalf("probe: %v", err)
-	}
-}
-
-func (p *probeProcess) await(b *testing.B, prefix string) string {
-	for p.out.Scan() {
-		if strings.HasPrefix(p.out.Text(), prefix) {
-			return p.out.Text()
-		}
-	}
-	b.Fatalf("probe process ended before %q: %v", prefix, p.out.Err())
-	return ""
-}
-
 // report returns the probe's latency p50 and p99 and sample count since
 // "mark", and the updates it sent.
 func (p *probeProcess) report(b *testing.B) (p50, p99 time.Duration, n, sent int64) {
-	p.tell(b, "report")
-	line := p.await(b, "probe ")
-	if _, err := fmt.Sscan(strings.TrimPrefix(line, "probe "), &p50, &p99, &n, &sent); err != nil {
+	line := p.ask(b, "report", "probe ")
+	if _, err := fmt.Sscan(line, &p50, &p99, &n, &sent); err != nil {
 		b.Fatalf("probe line %q: %v", line, err)
 	}
 	return p50, p99, n, sent
