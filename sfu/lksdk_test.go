@@ -327,7 +327,8 @@ func (c *client) awaitWidth(tb testing.TB, identity string, width int, timeout t
 // TestCall is one call as the issue describes it: a publisher's Opus audio
 // and three-layer VP8 simulcast reach three subscribers; a subscriber asks
 // for a lower layer (by quality, then by dimensions) and gets it; mute,
-// data packets, a signal reconnect and a leave behave as lksdk expects.
+// data packets, a signal reconnect (a resume), a full reconnect and a
+// leave behave as lksdk expects.
 // The steps share one room (joining four clients is the slow part) and run
 // in order; data first, since it needs no media.
 func TestCall(t *testing.T) {
@@ -490,6 +491,35 @@ func TestCall(t *testing.T) {
 		sfutest.Await(t, 5*time.Second, "dave gets data after the reconnect", func() bool { return dave.hasData("chat", "after reconnect") })
 		if dave.sawLeave("alice") || dave.wasDisconnected() {
 			t.Error("dave's reconnect was not a resume: he saw alice leave or was disconnected")
+		}
+	})
+
+	step("full reconnect joins again", func(t *testing.T) {
+		// A leave asking to reconnect: lksdk drops both peer
+		// connections and joins again, as after a server restart.
+		before := dave.reconnects()
+		oldAudio, oldVideo := dave.reader("alice", lksdk.TrackKindAudio), dave.reader("alice", lksdk.TrackKindVideo)
+		dave.room.Simulate(lksdk.SimulateLeaveRequestFullReconnect)
+		sfutest.Await(t, 20*time.Second, "dave joins again", func() bool { return dave.reconnects() > before })
+		sfutest.Await(t, 10*time.Second, "alice sees dave leave", func() bool { return alice.sawLeave("dave") })
+		// New peer connections: new tracks, read from zero.
+		sfutest.Await(t, 15*time.Second, "dave gets alice's media on the new connections", func() bool {
+			a, v := dave.reader("alice", lksdk.TrackKindAudio), dave.reader("alice", lksdk.TrackKindVideo)
+			if a == nil || v == nil || a == oldAudio || v == oldVideo {
+				return false
+			}
+			as, vs := a.Stats(), v.Stats()
+			return as.Packets > 25 && vs.Packets > 30 && vs.KeyFrames > 0
+		})
+		if err := alice.room.LocalParticipant.PublishDataPacket(lksdk.UserData([]byte("after full reconnect")),
+			lksdk.WithDataPublishTopic("chat"), lksdk.WithDataPublishReliable(true)); err != nil {
+			t.Fatal(err)
+		}
+		sfutest.Await(t, 5*time.Second, "dave gets data after the full reconnect", func() bool {
+			return dave.hasData("chat", "after full reconnect")
+		})
+		if dave.wasDisconnected() {
+			t.Error("lksdk gave up: dave was disconnected")
 		}
 	})
 

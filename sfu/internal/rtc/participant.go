@@ -186,12 +186,12 @@ func (p *Participant) HandleRequest(req *livekit.SignalRequest) {
 		}}})
 	case *livekit.SignalRequest_SyncState:
 		p.handleSyncState(m.SyncState)
+	case *livekit.SignalRequest_Simulate:
+		p.handleSimulate(m.Simulate)
 	case *livekit.SignalRequest_UpdateLayers, *livekit.SignalRequest_SubscriptionPermission,
-		*livekit.SignalRequest_Simulate, *livekit.SignalRequest_UpdateAudioTrack,
-		*livekit.SignalRequest_UpdateVideoTrack:
-		// Accepted and ignored: layer dimensions come with AddTrack,
-		// subscription permissions are not enforced beyond grants, and
-		// simulation scenarios are for LiveKit's own test servers.
+		*livekit.SignalRequest_UpdateAudioTrack, *livekit.SignalRequest_UpdateVideoTrack:
+		// Accepted and ignored: layer dimensions come with AddTrack and
+		// subscription permissions are not enforced beyond grants.
 	case *livekit.SignalRequest_UpdateMetadata:
 		p.sendRequestError(livekit.RequestResponse_NOT_ALLOWED, "metadata updates are not supported", func(rr *livekit.RequestResponse) {
 			rr.RequestId = m.UpdateMetadata.GetRequestId()
@@ -200,6 +200,24 @@ func (p *Participant) HandleRequest(req *livekit.SignalRequest) {
 	default:
 		p.sendRequestError(livekit.RequestResponse_UNSUPPORTED_TYPE, "unsupported signal request", nil)
 	}
+}
+
+// handleSimulate plays the one scenario of LiveKit's that concerns the
+// asking client alone and that its SDKs test their recovery with: a
+// leave asking for a full reconnect, which the client answers by joining
+// again with new peer connections (livekit-server does the same). The
+// others (node failure, migration, server leave, speaker updates, a
+// switch to TCP or TLS) are for LiveKit's own clusters and are ignored.
+func (p *Participant) handleSimulate(sc *livekit.SimulateScenario) {
+	if !sc.GetLeaveRequestFullReconnect() {
+		return
+	}
+	p.log.Info("the client asked for a full reconnect")
+	p.room.leaveWith(p, livekit.DisconnectReason_CLIENT_INITIATED, &livekit.LeaveRequest{
+		CanReconnect: true,
+		Reason:       livekit.DisconnectReason_CLIENT_INITIATED,
+		Action:       livekit.LeaveRequest_RECONNECT,
+	})
 }
 
 // ConnClosed implements signal.Session: the connection dropped. Unless
