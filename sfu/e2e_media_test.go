@@ -425,17 +425,39 @@ func h264Slice(i int, idr bool) []byte {
 	}
 	b := make([]byte, size)
 	b[0] = hdr
+	fillFrame(b[1:], i)
+	return b
+}
+
+// fillFrame writes frame i's number in four 7-bit groups with the high
+// bit set, then bytes of a generator seeded by i and never zero: a
+// receiver can rebuild the whole from the first four bytes.
+func fillFrame(b []byte, i int) {
 	for k := range 4 {
-		b[1+k] = 0x80 | byte(i>>(7*(3-k)))&0x7f
+		b[k] = 0x80 | byte(i>>(7*(3-k)))&0x7f
 	}
 	x := uint32(i)*2654435761 | 1 // xorshift32 must not start at 0
-	for k := 5; k < size; k++ {
+	for k := 4; k < len(b); k++ {
 		x ^= x << 13
 		x ^= x >> 17
 		x ^= x << 5
 		b[k] = byte(x%255) + 1
 	}
-	return b
+}
+
+// frameNumber reads back the number fillFrame wrote at the start of b.
+func frameNumber(b []byte) (int, bool) {
+	if len(b) < 4 {
+		return 0, false
+	}
+	i := 0
+	for k := range 4 {
+		if b[k]&0x80 == 0 {
+			return 0, false
+		}
+		i = i<<7 | int(b[k]&0x7f)
+	}
+	return i, true
 }
 
 // h264AccessUnit is frame i in Annex B form: SPS, PPS and an IDR slice
