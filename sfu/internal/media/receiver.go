@@ -77,6 +77,11 @@ type Receiver struct {
 
 	layers [maxLayers]layerState
 	downs  atomic.Pointer[[]*DownTrack] // copy-on-write; replaced under mu
+	// tickMu makes ticks one at a time, each reading the clock once it
+	// runs: a tick that read the time and then waited could otherwise
+	// record a stale time after a later tick (tests tick by hand beside
+	// the tick goroutine).
+	tickMu sync.Mutex
 	muted  atomic.Bool
 	audio  audioLevel
 
@@ -501,13 +506,21 @@ func (r *Receiver) tickLoop() {
 		case <-t.C:
 		case <-r.wake:
 		}
-		r.tick(r.now())
+		r.tickMu.Lock()
+		r.tickLocked(r.now())
+		r.tickMu.Unlock()
 	}
 }
 
 // tick is the Receiver's housekeeping: layer availability and bitrates,
 // key-frame requests for down tracks waiting to switch, and dynacast.
 func (r *Receiver) tick(now time.Time) {
+	r.tickMu.Lock()
+	defer r.tickMu.Unlock()
+	r.tickLocked(now)
+}
+
+func (r *Receiver) tickLocked(now time.Time) {
 	var avail [maxLayers]bool
 	for l := range r.layers {
 		last := r.layers[l].last.Load()
