@@ -214,7 +214,6 @@ type frameState struct {
 }
 
 func (r *frameReader) run(track *webrtc.TrackRemote) {
-	defer r.wg.Done()
 	r.mu.Lock()
 	r.st.codec = track.Codec()
 	r.dp = r.codec.depack()
@@ -293,26 +292,7 @@ func (r *frameReader) state() frameState {
 func (h *harness) dialFrames(t *testing.T, room, identity string, codec passCodec) *frameReader {
 	t.Helper()
 	r := &frameReader{codec: codec}
-	cb := lksdk.NewRoomCallback()
-	cb.OnTrackSubscribed = func(track *webrtc.TrackRemote, _ *lksdk.RemoteTrackPublication, _ *lksdk.RemoteParticipant) {
-		if track.Kind() == webrtc.RTPCodecTypeVideo {
-			r.wg.Add(1)
-			go r.run(track)
-		}
-	}
-	tok, err := sfutest.Token(testAPIKey, testAPISecret, room, identity, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rm, err := lksdk.ConnectToRoomWithToken(h.url, tok, cb,
-		lksdk.WithAutoSubscribe(true), lksdk.WithLogger(lkLogger()), lksdk.WithConnectTimeout(10*time.Second))
-	if err != nil {
-		t.Fatalf("%s joins %s: %v", identity, room, err)
-	}
-	t.Cleanup(func() {
-		rm.Disconnect() // ends the track, so the reader returns
-		r.wg.Wait()
-	})
+	h.dialVideo(t, room, identity, &r.wg, r.run)
 	return r
 }
 

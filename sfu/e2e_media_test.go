@@ -494,7 +494,6 @@ type h264Reader struct {
 }
 
 func (r *h264Reader) run(track *webrtc.TrackRemote) {
-	defer r.wg.Done()
 	r.mu.Lock()
 	r.codec = track.Codec()
 	r.mu.Unlock()
@@ -625,16 +624,15 @@ func (r *h264Reader) state() h264State {
 	}
 }
 
-// dialH264 joins room as identity, reading every video track it is given
-// with an h264Reader.
-func (h *harness) dialH264(t *testing.T, room, identity string) *h264Reader {
+// dialVideo joins room as identity and runs read, in a goroutine of wg,
+// on every video track it is given; the test's end disconnects and waits
+// for the readers, whose tracks then end.
+func (h *harness) dialVideo(t *testing.T, room, identity string, wg *sync.WaitGroup, read func(*webrtc.TrackRemote)) {
 	t.Helper()
-	r := &h264Reader{}
 	cb := lksdk.NewRoomCallback()
 	cb.OnTrackSubscribed = func(track *webrtc.TrackRemote, _ *lksdk.RemoteTrackPublication, _ *lksdk.RemoteParticipant) {
 		if track.Kind() == webrtc.RTPCodecTypeVideo {
-			r.wg.Add(1)
-			go r.run(track)
+			wg.Go(func() { read(track) })
 		}
 	}
 	tok, err := sfutest.Token(testAPIKey, testAPISecret, room, identity, nil)
@@ -647,9 +645,17 @@ func (h *harness) dialH264(t *testing.T, room, identity string) *h264Reader {
 		t.Fatalf("%s joins %s: %v", identity, room, err)
 	}
 	t.Cleanup(func() {
-		rm.Disconnect() // ends the track, so the reader returns
-		r.wg.Wait()
+		rm.Disconnect()
+		wg.Wait()
 	})
+}
+
+// dialH264 joins room as identity, reading every video track it is given
+// with an h264Reader.
+func (h *harness) dialH264(t *testing.T, room, identity string) *h264Reader {
+	t.Helper()
+	r := &h264Reader{}
+	h.dialVideo(t, room, identity, &r.wg, r.run)
 	return r
 }
 
