@@ -21,6 +21,30 @@ type change struct {
 	by      string
 	deleted bool
 	at      time.Duration // arrival, on the monotonic clock (mono)
+	size    int           // changeSize of the entry under its key
+}
+
+// keyed is a change with its key, as a message's changes go to every
+// recipient.
+type keyed struct {
+	key string
+	change
+}
+
+// changesOf lists m's changes from identity by, each sized once for all
+// the recipients it goes to.
+func changesOf(m *worldMsg, by string, at time.Duration) []keyed {
+	out := make([]keyed, 0, len(m.set)+len(m.del))
+	for k, v := range m.set {
+		out = append(out, keyed{k, change{value: v, ts: m.tsFor(k), by: by, at: at}})
+	}
+	for _, k := range m.del {
+		out = append(out, keyed{k, change{ts: m.tsFor(k), by: by, deleted: true, at: at}})
+	}
+	for i := range out {
+		out[i].size = changeSize(out[i].key, &out[i].change)
+	}
+	return out
 }
 
 // epoch anchors mono.

@@ -56,7 +56,7 @@ type peer struct {
 	// writer holds it).
 	world, spare [2]pending
 	// worldBytes is, per Kind, about the encoded size of world's entries
-	// (changeSize), for Config.DeltaFillBytes.
+	// (change.size), for Config.DeltaFillBytes.
 	worldBytes [2]int
 	snapFirst  bool // the head of rel is the joiner's snapshot: it precedes every delta
 	// lossyHeld: the writer holds the lossy channel until a timer fires
@@ -170,8 +170,9 @@ func (p *peer) enqueue(kind Kind, m *outMsg) {
 	}
 }
 
-// enqueueWorld merges an applied world change from identity by into the
-// pending delta of kind, per key last-writer-wins, without blocking. A
+// enqueueWorld merges an applied world message's changes (changesOf)
+// into the pending delta of kind, per key last-writer-wins, without
+// blocking. A
 // change on the reliable channel also retires an older pending lossy
 // change of the key; a lossy change never retires a reliable one, so the
 // latest reliable value is still delivered if the lossy delta is lost.
@@ -181,7 +182,7 @@ func (p *peer) enqueue(kind Kind, m *outMsg) {
 // stalled while a sender churns through ever new keys reaches
 // Room.maxPending and then loses changes as from a full queue: a lossy
 // one is dropped, a reliable one reports the recipient as hopeless.
-func (p *peer) enqueueWorld(kind Kind, m *worldMsg, by string, at time.Duration) {
+func (p *peer) enqueueWorld(kind Kind, changes []keyed) {
 	var coalesced, overflow uint64
 	put := func(k string, c change) {
 		old, had := p.world[kind][k]
@@ -196,7 +197,7 @@ func (p *peer) enqueueWorld(kind Kind, m *worldMsg, by string, at time.Duration)
 			}
 		} else if cur, ok := p.world[Lossy][k]; ok && c.newer(&cur) {
 			delete(p.world[Lossy], k)
-			p.worldBytes[Lossy] -= changeSize(k, &cur)
+			p.worldBytes[Lossy] -= cur.size
 			coalesced++
 		}
 		replaced, kept := p.world[kind].put(k, c)
@@ -204,9 +205,9 @@ func (p *peer) enqueueWorld(kind Kind, m *worldMsg, by string, at time.Duration)
 			coalesced++
 		}
 		if kept {
-			p.worldBytes[kind] += changeSize(k, &c)
+			p.worldBytes[kind] += c.size
 			if had {
-				p.worldBytes[kind] -= changeSize(k, &old)
+				p.worldBytes[kind] -= old.size
 			}
 		}
 	}
@@ -215,11 +216,8 @@ func (p *peer) enqueueWorld(kind Kind, m *worldMsg, by string, at time.Duration)
 		p.mu.Unlock()
 		return
 	}
-	for k, v := range m.set {
-		put(k, change{value: v, ts: m.tsFor(k), by: by, at: at})
-	}
-	for _, k := range m.del {
-		put(k, change{ts: m.tsFor(k), by: by, deleted: true, at: at})
+	for _, c := range changes {
+		put(c.key, c.change)
 	}
 	first := false
 	if overflow > 0 && kind == Reliable {

@@ -410,9 +410,10 @@ func (r *Room) relay(from *peer, kind Kind, dp *livekit.DataPacket, now time.Tim
 			// each recipient's pending delta. Peers are loaded after the
 			// change was applied under r.mu, so a joiner has it in its
 			// snapshot or here (or both, which LWW makes harmless).
+			changes := changesOf(w, from.identity, at)
 			for _, p := range r.peers.Load().list {
 				if p != from {
-					p.enqueueWorld(kind, w, from.identity, at)
+					p.enqueueWorld(kind, changes)
 				}
 			}
 			return nil

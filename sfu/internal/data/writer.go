@@ -288,8 +288,8 @@ func (p *peer) sendWorld(kind Kind) (retry bool) {
 			p.world[kind].put(k, c)
 		}
 		p.worldBytes[kind] = 0
-		for k, c := range p.world[kind] {
-			p.worldBytes[kind] += changeSize(k, &c)
+		for _, c := range p.world[kind] {
+			p.worldBytes[kind] += c.size
 		}
 	}
 	clear(batch)
