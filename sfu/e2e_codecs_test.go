@@ -214,19 +214,9 @@ type frameState struct {
 }
 
 func (r *frameReader) run(track *webrtc.TrackRemote) {
-	r.mu.Lock()
-	r.st.codec = track.Codec()
-	r.dp = r.codec.depack()
-	r.mu.Unlock()
-	for {
-		pkt, _, err := track.ReadRTP()
-		if err != nil {
-			return
-		}
-		r.mu.Lock()
-		r.note(pkt)
-		r.mu.Unlock()
-	}
+	readPackets(track, &r.mu, func(c webrtc.RTPCodecParameters) {
+		r.st.codec, r.dp = c, r.codec.depack()
+	}, r.note)
 }
 
 // note takes one packet; r.mu is held.

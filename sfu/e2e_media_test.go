@@ -494,17 +494,23 @@ type h264Reader struct {
 }
 
 func (r *h264Reader) run(track *webrtc.TrackRemote) {
-	r.mu.Lock()
-	r.codec = track.Codec()
-	r.mu.Unlock()
+	readPackets(track, &r.mu, func(c webrtc.RTPCodecParameters) { r.codec = c }, r.noteLocked)
+}
+
+// readPackets reads track until it ends: start gets its codec, then note
+// each packet, both with mu held.
+func readPackets(track *webrtc.TrackRemote, mu *sync.Mutex, start func(webrtc.RTPCodecParameters), note func(*rtp.Packet)) {
+	mu.Lock()
+	start(track.Codec())
+	mu.Unlock()
 	for {
 		pkt, _, err := track.ReadRTP()
 		if err != nil {
 			return
 		}
-		r.mu.Lock()
-		r.noteLocked(pkt)
-		r.mu.Unlock()
+		mu.Lock()
+		note(pkt)
+		mu.Unlock()
 	}
 }
 

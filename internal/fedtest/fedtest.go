@@ -280,10 +280,7 @@ func (s *Server) Start(t testing.TB) {
 // Stop stops the server with SIGTERM and waits for it to exit; it does
 // nothing if the server is not running.
 func (s *Server) Stop(t testing.TB) {
-	s.mu.Lock()
-	cmd, done := s.cmd, s.done
-	s.cmd = nil
-	s.mu.Unlock()
+	cmd, done := s.take()
 	if cmd == nil {
 		return
 	}
@@ -299,15 +296,21 @@ func (s *Server) Stop(t testing.TB) {
 
 // Kill stops the server with SIGKILL: no orderly shutdown, as a crash.
 func (s *Server) Kill(t testing.TB) {
-	s.mu.Lock()
-	cmd, done := s.cmd, s.done
-	s.cmd = nil
-	s.mu.Unlock()
+	cmd, done := s.take()
 	if cmd == nil {
 		return
 	}
 	_ = cmd.Process.Kill()
 	<-done
+}
+
+// take hands over the running process, if any, to the one stopping it.
+func (s *Server) take() (*exec.Cmd, chan struct{}) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	cmd := s.cmd
+	s.cmd = nil
+	return cmd, s.done
 }
 
 // Logs returns everything the server logged so far.
